@@ -1,0 +1,89 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thinfleet/thinfleet/metrics"
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+// AgentMessage is one message an agent published, as a service receives
+// it. Device comes from the subject, which the broker lets only that agent
+// publish on; it is never read from the payload.
+type AgentMessage struct {
+	Kind   wire.Kind
+	Device string
+	Data   []byte
+	// ID is unique per message and stable across redeliveries.
+	ID   string
+	Time time.Time
+}
+
+// Permanent marks an error that retrying will not cure: the message is
+// dropped and counted instead of redelivered.
+func Permanent(err error) error { return &permanentError{err} }
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// ConsumeAgent delivers the agent messages on subjects to handle, through a
+// durable consumer called name, so that a service that was down gets every
+// message it missed. A message handle fails with a Permanent error (or whose
+// subject is not a device subject) is logged, counted and dropped; any
+// other error redelivers it after a pause. It returns when ctx ends.
+func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string, subjects []string, handle func(context.Context, AgentMessage) error) error {
+	cons, err := s.agent.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: name, FilterSubjects: subjects,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 1000,
+	})
+	if err != nil {
+		return fmt.Errorf("%s: create consumer: %w", name, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			_ = m.Term()
+			return
+		}
+		kind, id, err := wire.ParseSubject(m.Subject())
+		if err != nil {
+			log.Warn("dropped message", "service", name, "subject", m.Subject(), "err", err)
+			metrics.Dropped(string(kind), "bad_subject")
+			_ = m.Term()
+			return
+		}
+		msg := AgentMessage{
+			Kind: kind, Device: id, Data: m.Data(),
+			ID: fmt.Sprintf("%s-%d", AgentStream, meta.Sequence.Stream), Time: meta.Timestamp.UTC(),
+		}
+		err = handle(ctx, msg)
+		var perm *permanentError
+		switch {
+		case err == nil:
+			_ = m.Ack()
+		case errors.As(err, &perm):
+			log.Warn("dropped message", "service", name, "device", id, "kind", kind, "err", err)
+			metrics.Dropped(string(kind), wire.DropReason(perm.err))
+			_ = m.Term()
+		default:
+			log.Error("handle message, will retry", "service", name, "device", id, "kind", kind, "err", err)
+			_ = m.NakWithDelay(time.Second)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("%s: consume: %w", name, err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	return nil
+}

@@ -1,0 +1,120 @@
+// Package fleet is the server's state: devices, the release catalog and the
+// update history, kept in JetStream so that no service holds anything in
+// memory alone. Every service and the web layer use a Store; the agent
+// never imports this package.
+package fleet
+
+import (
+	"time"
+
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+// Device is one client machine as the server knows it.
+type Device struct {
+	ID              string        `json:"id"`
+	Hostname        string        `json:"hostname"`
+	Alive           bool          `json:"alive"`
+	Version         string        `json:"version"`
+	PreviousVersion string        `json:"previous_version,omitempty"`
+	LastSeen        time.Time     `json:"last_seen"`
+	FirstSeen       time.Time     `json:"first_seen"`
+	HeartbeatMS     int64         `json:"heartbeat_interval_ms,omitempty"`
+	AgentVersion    string        `json:"agent_version,omitempty"`
+	Hardware        wire.Hardware `json:"hardware"`
+	// Install is the latest install the device reported, in progress or
+	// finished.
+	Install *Install `json:"install,omitempty"`
+}
+
+// Install is the state of a device's latest install.
+type Install struct {
+	OfferID    string     `json:"offer_id,omitempty"`
+	Version    string     `json:"version"`
+	State      wire.State `json:"state"`
+	BytesDone  int64      `json:"bytes_done,omitempty"`
+	BytesTotal int64      `json:"bytes_total,omitempty"`
+	Detail     string     `json:"detail,omitempty"`
+	Output     string     `json:"output,omitempty"`
+	Started    time.Time  `json:"started"`
+	Updated    time.Time  `json:"updated"`
+}
+
+// Release is one valid update zip in the catalog.
+type Release struct {
+	Name        string    `json:"name"`
+	Version     string    `json:"version"`
+	SHA256      string    `json:"sha256"`
+	Size        int64     `json:"size"`
+	Command     string    `json:"command"`
+	File        string    `json:"file"`
+	Description string    `json:"description,omitempty"`
+	Channel     string    `json:"channel,omitempty"`
+	Platforms   []string  `json:"platforms,omitempty"`
+	Added       time.Time `json:"added"`
+}
+
+// Refused is a zip in the updates folder that is not a valid release.
+type Refused struct {
+	File   string    `json:"file"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+}
+
+// Catalog is the whole release catalog, written as one value so that a
+// change is atomic: a refused zip changes nothing else.
+type Catalog struct {
+	// Releases are sorted newest version first.
+	Releases []Release `json:"releases"`
+	Refused  []Refused `json:"refused"`
+	// Target is the version offered to every device below it; empty when
+	// nothing is to be offered. TargetReason says why.
+	Target       string    `json:"target"`
+	TargetReason string    `json:"target_reason"`
+	Updated      time.Time `json:"updated"`
+}
+
+// Release returns the release with the given version.
+func (c Catalog) Release(version string) (Release, bool) {
+	for _, r := range c.Releases {
+		if c, err := wire.CompareVersions(r.Version, version); err == nil && c == 0 {
+			return r, true
+		}
+	}
+	return Release{}, false
+}
+
+// TargetRelease returns the release every device should run.
+func (c Catalog) TargetRelease() (Release, bool) {
+	if c.Target == "" {
+		return Release{}, false
+	}
+	return c.Release(c.Target)
+}
+
+// EventKind names what happened in a history event.
+type EventKind string
+
+// The history event kinds.
+const (
+	EventRegistered      EventKind = "registered"
+	EventConnected       EventKind = "connected"
+	EventDisconnected    EventKind = "disconnected"
+	EventHardwareChanged EventKind = "hardware_changed"
+	EventOffered         EventKind = "offered"
+	EventDownloading     EventKind = EventKind(wire.StateDownloading)
+	EventVerifying       EventKind = EventKind(wire.StateVerifying)
+	EventInstalling      EventKind = EventKind(wire.StateInstalling)
+	EventInstalled       EventKind = EventKind(wire.StateInstalled)
+	EventFailed          EventKind = EventKind(wire.StateFailed)
+)
+
+// Event is one entry of the append-only update history.
+type Event struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Device  string    `json:"device"`
+	Event   EventKind `json:"event"`
+	Version string    `json:"version,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+}

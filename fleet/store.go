@@ -1,0 +1,251 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+// The JetStream names. Changing one is a data migration.
+const (
+	DevicesBucket = "thinfleet_devices"
+	CatalogBucket = "thinfleet_catalog"
+	AgentStream   = "THINFLEET_AGENT"
+	HistoryStream = "THINFLEET_HISTORY"
+
+	catalogKey    = "catalog"
+	historyPrefix = "thinfleet.history."
+)
+
+// ErrNotFound is returned for a device that the store does not hold.
+var ErrNotFound = errors.New("not found")
+
+// Options tune the JetStream resources a Store creates.
+type Options struct {
+	// Replicas is the replication factor of every bucket and stream: 1 on
+	// a single server, 3 on a cluster.
+	Replicas int
+	// AgentMaxAge is how long agent messages wait for a service that is
+	// down before they are dropped.
+	AgentMaxAge time.Duration
+}
+
+// Store is the server's state in JetStream. It is safe for concurrent use.
+type Store struct {
+	js      jetstream.JetStream
+	devices jetstream.KeyValue
+	catalog jetstream.KeyValue
+	agent   jetstream.Stream
+	history jetstream.Stream
+}
+
+// Open creates (or updates) the buckets and streams and returns a Store on
+// them. Every service calls it at start; it is idempotent.
+func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, error) {
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	if opts.AgentMaxAge <= 0 {
+		opts.AgentMaxAge = 7 * 24 * time.Hour
+	}
+	s := &Store{js: js}
+	var err error
+	s.devices, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: DevicesBucket, Description: "thinfleet devices, one key per device id",
+		History: 1, Storage: jetstream.FileStorage, Replicas: opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open devices bucket: %w", err)
+	}
+	s.catalog, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: CatalogBucket, Description: "thinfleet release catalog",
+		History: 5, Storage: jetstream.FileStorage, Replicas: opts.Replicas,
+		MaxValueSize: 4 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open catalog bucket: %w", err)
+	}
+	s.agent, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: AgentStream, Description: "messages from agents, kept until every service has them",
+		Subjects: wire.AgentStreamSubjects, Storage: jetstream.FileStorage, Replicas: opts.Replicas,
+		MaxAge: opts.AgentMaxAge, MaxMsgSize: wire.MaxMessageSize, Discard: jetstream.DiscardOld,
+		Duplicates: 2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open agent stream: %w", err)
+	}
+	s.history, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: HistoryStream, Description: "thinfleet update history, append-only",
+		Subjects: []string{historyPrefix + "*"}, Storage: jetstream.FileStorage, Replicas: opts.Replicas,
+		DenyDelete: true, DenyPurge: true, Duplicates: 10 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open history stream: %w", err)
+	}
+	return s, nil
+}
+
+// JetStream returns the JetStream context the store uses.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Device returns one device, or ErrNotFound.
+func (s *Store) Device(ctx context.Context, id string) (Device, error) {
+	d, _, err := s.getDevice(ctx, id)
+	return d, err
+}
+
+func (s *Store) getDevice(ctx context.Context, id string) (Device, uint64, error) {
+	if wire.ValidateID(id) != nil {
+		return Device{}, 0, ErrNotFound
+	}
+	e, err := s.devices.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Device{}, 0, ErrNotFound
+	}
+	if err != nil {
+		return Device{}, 0, fmt.Errorf("get device %s: %w", id, err)
+	}
+	var d Device
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		return Device{}, 0, fmt.Errorf("decode device %s: %w", id, err)
+	}
+	return d, e.Revision(), nil
+}
+
+// Devices returns every device, in no particular order.
+func (s *Store) Devices(ctx context.Context) ([]Device, error) {
+	w, err := s.devices.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	defer w.Stop()
+	var out []Device
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("list devices: watcher closed")
+			}
+			if e == nil { // the initial values are all in
+				return out, nil
+			}
+			var d Device
+			if err := json.Unmarshal(e.Value(), &d); err != nil {
+				continue // a record we cannot read is skipped, not fatal
+			}
+			out = append(out, d)
+		}
+	}
+}
+
+// ErrUnchanged may be returned by an UpdateDevice function to write nothing.
+var ErrUnchanged = errors.New("unchanged")
+
+// UpdateDevice applies fn to the stored device (a zero Device with only the
+// id set when there is none) and writes the result with compare-and-set,
+// retrying when another service wrote in between. It returns the device as
+// written, or as stored when fn returned ErrUnchanged.
+func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(d *Device) error) (Device, error) {
+	if err := wire.ValidateID(id); err != nil {
+		return Device{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		d, rev, err := s.getDevice(ctx, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return Device{}, err
+		}
+		before := d
+		d.ID = id
+		if err := fn(&d); errors.Is(err, ErrUnchanged) {
+			return before, nil
+		} else if err != nil {
+			return Device{}, err
+		}
+		data, err := json.Marshal(d)
+		if err != nil {
+			return Device{}, fmt.Errorf("encode device %s: %w", id, err)
+		}
+		if rev == 0 {
+			_, err = s.devices.Create(ctx, id, data)
+		} else {
+			_, err = s.devices.Update(ctx, id, data, rev)
+		}
+		if err == nil {
+			return d, nil
+		}
+		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+		if !conflict || attempt >= 20 {
+			return Device{}, fmt.Errorf("write device %s: %w", id, err)
+		}
+	}
+}
+
+// Catalog returns the current catalog; an empty one before the first scan.
+func (s *Store) Catalog(ctx context.Context) (Catalog, error) {
+	e, err := s.catalog.Get(ctx, catalogKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Catalog{}, nil
+	}
+	if err != nil {
+		return Catalog{}, fmt.Errorf("get catalog: %w", err)
+	}
+	return decodeCatalog(e.Value())
+}
+
+func decodeCatalog(data []byte) (Catalog, error) {
+	var c Catalog
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Catalog{}, fmt.Errorf("decode catalog: %w", err)
+	}
+	return c, nil
+}
+
+// PutCatalog replaces the catalog.
+func (s *Store) PutCatalog(ctx context.Context, c Catalog) error {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode catalog: %w", err)
+	}
+	if _, err := s.catalog.Put(ctx, catalogKey, data); err != nil {
+		return fmt.Errorf("put catalog: %w", err)
+	}
+	return nil
+}
+
+// WatchCatalog calls fn with the current catalog and again after every
+// change, until ctx ends or fn returns an error.
+func (s *Store) WatchCatalog(ctx context.Context, fn func(Catalog) error) error {
+	w, err := s.catalog.Watch(ctx, catalogKey)
+	if err != nil {
+		return fmt.Errorf("watch catalog: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch catalog: watcher closed")
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			c, err := decodeCatalog(e.Value())
+			if err != nil {
+				continue
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+	}
+}

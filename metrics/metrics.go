@@ -1,0 +1,48 @@
+// Package metrics holds thinfleet's Prometheus collectors. Every name
+// starts with thinfleet_; they are registered with the default registry,
+// which /metrics serves.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	dropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "thinfleet_messages_dropped_total",
+		Help: "Messages refused on receipt, by message kind and reason.",
+	}, []string{"kind", "reason"})
+
+	// OffersSent counts update offers published to devices.
+	OffersSent = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "thinfleet_offers_sent_total",
+		Help: "Update offers published to devices.",
+	})
+
+	// Installs counts finished installs by result (installed, failed).
+	Installs = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "thinfleet_installs_total",
+		Help: "Finished installs reported by agents, by result.",
+	}, []string{"result"})
+
+	// CatalogRefused counts zips the catalog refused, by scan.
+	CatalogRefused = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "thinfleet_catalog_refused_zips",
+		Help: "Zips in the updates folder that the catalog refused.",
+	})
+
+	// CatalogReleases is the number of valid releases.
+	CatalogReleases = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "thinfleet_catalog_releases",
+		Help: "Valid releases in the catalog.",
+	})
+)
+
+// Dropped counts one refused message.
+func Dropped(kind, reason string) {
+	if kind == "" {
+		kind = "unknown"
+	}
+	dropped.WithLabelValues(kind, reason).Inc()
+}

@@ -1,0 +1,64 @@
+package wire
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-version"
+)
+
+// MaxVersionLength is the longest version string.
+const MaxVersionLength = 64
+
+// CompareVersions compares two versions as versions, not strings:
+// 1.10 > 1.9, 1.0 = 1.0.0 and 2.0-beta < 2.0. It returns -1, 0 or +1, or
+// an error if either does not parse.
+func CompareVersions(a, b string) (int, error) {
+	va, err := ParseVersion(a)
+	if err != nil {
+		return 0, err
+	}
+	vb, err := ParseVersion(b)
+	if err != nil {
+		return 0, err
+	}
+	return va.Compare(vb), nil
+}
+
+// ParseVersion parses a version such as 1.2, 1.2.0 or 2.0-beta.1.
+func ParseVersion(s string) (*version.Version, error) {
+	if len(s) > MaxVersionLength {
+		return nil, fmt.Errorf("version longer than %d bytes", MaxVersionLength)
+	}
+	v, err := version.NewVersion(s)
+	if err != nil {
+		return nil, fmt.Errorf("version %q: not a version like 1.2.0", truncate(s, 70))
+	}
+	return v, nil
+}
+
+// Newer reports whether candidate is a higher version than installed.
+// An empty installed version is older than every version.
+func Newer(candidate, installed string) bool {
+	if installed == "" {
+		return true
+	}
+	c, err := CompareVersions(candidate, installed)
+	return err == nil && c > 0
+}
+
+func validateVersion(field, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s: required", field)
+	}
+	if _, err := ParseVersion(v); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	return nil
+}
+
+func validateOptionalVersion(field, v string) error {
+	if v == "" {
+		return nil
+	}
+	return validateVersion(field, v)
+}
