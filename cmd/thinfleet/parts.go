@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thinfleet/thinfleet/broker"
+	"github.com/thinfleet/thinfleet/bundle"
+	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/services/catalog"
+	"github.com/thinfleet/thinfleet/services/decision"
+	"github.com/thinfleet/thinfleet/services/history"
+	"github.com/thinfleet/thinfleet/services/inventory"
+	"github.com/thinfleet/thinfleet/services/presence"
+	"github.com/thinfleet/thinfleet/web"
+)
+
+// dialer opens a service's NATS connections: in-process under
+// "thinfleet server", over the network when a service runs alone.
+type dialer struct {
+	service func(name string) (*nats.Conn, error)
+	system  func(name string) (*nats.Conn, error)
+}
+
+func networkDialer(o *options) (dialer, error) {
+	if o.serviceToken == "" {
+		return dialer{}, errors.New("the service token is required: set THINFLEET_SERVICE_TOKEN (the broker keeps it in its data folder as service.token)")
+	}
+	conn := func(user string) func(string) (*nats.Conn, error) {
+		return func(name string) (*nats.Conn, error) {
+			nc, err := nats.Connect(o.natsURL, nats.Name(name), nats.UserInfo(user, o.serviceToken),
+				nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+			if err != nil {
+				return nil, fmt.Errorf("connect to %s: %w", o.natsURL, err)
+			}
+			return nc, nil
+		}
+	}
+	return dialer{service: conn(broker.ServiceUser), system: conn(broker.SystemUser)}, nil
+}
+
+// openStore connects a service and opens the fleet state on that
+// connection. The connection is closed when ctx ends.
+func openStore(ctx context.Context, d dialer, name string) (*nats.Conn, *fleet.Store, error) {
+	nc, err := d.service("thinfleet-" + name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("%s: jetstream: %w", name, err)
+	}
+	store, err := fleet.Open(ctx, js, fleet.Options{})
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	context.AfterFunc(ctx, func() { _ = nc.Drain() })
+	return nc, store, nil
+}
+
+// part builds one service and returns its Run.
+type part func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error)
+
+var parts = map[string]part{
+	"catalog": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+		_, store, err := openStore(ctx, d, "catalog")
+		if err != nil {
+			return nil, err
+		}
+		s, err := catalog.New(catalog.Options{Log: log, Store: store, Dir: o.updates, Rescan: o.rescan, Limits: bundle.DefaultLimits})
+		if err != nil {
+			return nil, err
+		}
+		return s.Run, nil
+	},
+	"decision": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+		nc, store, err := openStore(ctx, d, "decision")
+		if err != nil {
+			return nil, err
+		}
+		if o.publicURL == "" {
+			return nil, errors.New("decision: --public-url is required: the base URL agents download updates from")
+		}
+		s, err := decision.New(decision.Options{Log: log, Store: store, Conn: nc, PublicURL: o.publicURL})
+		if err != nil {
+			return nil, err
+		}
+		return s.Run, nil
+	},
+	"presence": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+		nc, store, err := openStore(ctx, d, "presence")
+		if err != nil {
+			return nil, err
+		}
+		sys, err := d.system("thinfleet-presence-events")
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, sys.Close)
+		s, err := presence.New(presence.Options{Log: log, Store: store, Conn: nc, SysConn: sys, Account: broker.AppAccount})
+		if err != nil {
+			return nil, err
+		}
+		return s.Run, nil
+	},
+	"inventory": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+		_, store, err := openStore(ctx, d, "inventory")
+		if err != nil {
+			return nil, err
+		}
+		s, err := inventory.New(inventory.Options{Log: log, Store: store})
+		if err != nil {
+			return nil, err
+		}
+		return s.Run, nil
+	},
+	"history": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+		_, store, err := openStore(ctx, d, "history")
+		if err != nil {
+			return nil, err
+		}
+		s, err := history.New(history.Options{Log: log, Store: store})
+		if err != nil {
+			return nil, err
+		}
+		return s.Run, nil
+	},
+}
+
+func newWeb(ctx context.Context, d dialer, o *options, adminToken string, log *slog.Logger) (http.Handler, error) {
+	_, store, err := openStore(ctx, d, "web")
+	if err != nil {
+		return nil, err
+	}
+	s, err := web.New(web.Options{Log: log, Store: store, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL})
+	if err != nil {
+		return nil, err
+	}
+	return s.Handler(), nil
+}
+
+// runAlone runs one service against the NATS server at --nats-url.
+func runAlone(name string) func(context.Context, *options, *slog.Logger, func(string) string, io.Writer) error {
+	return func(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+		d, err := networkDialer(o)
+		if err != nil {
+			return err
+		}
+		log = log.With("service", name)
+		if name == "web" {
+			admin := getenv("THINFLEET_ADMIN_TOKEN")
+			if admin == "" {
+				return errors.New("web: set THINFLEET_ADMIN_TOKEN, the token the API asks for")
+			}
+			ln, err := net.Listen("tcp", o.http)
+			if err != nil {
+				return fmt.Errorf("listen for http: %w", err)
+			}
+			o.publicURL = publicURL(o.publicURL, ln.Addr())
+			h, err := newWeb(ctx, d, o, admin, log)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			log.Info("web running", "http", ln.Addr().String(), "nats", o.natsURL)
+			return serveHTTP(ctx, h, ln)
+		}
+		start, err := parts[name](ctx, d, o, log)
+		if err != nil {
+			return err
+		}
+		log.Info("service running", "nats", strings.Split(o.natsURL, ",")[0])
+		return start(ctx)
+	}
+}

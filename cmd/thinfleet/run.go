@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `thinfleet keeps a fleet of client machines on the right version of their
+software. Agents on the clients report to this server; drop an update zip
+into the updates folder and every out-of-date agent installs it.
+
+Usage:
+  thinfleet server [flags]     run everything in one process (start here)
+  thinfleet version            print the version
+
+Each part of the server can also run alone against a NATS server, as
+docker compose does (see docker-compose.yml):
+  thinfleet broker     the embedded NATS server with JetStream
+  thinfleet catalog    watches the updates folder, keeps the release catalog
+  thinfleet decision   offers the target version to out-of-date devices
+  thinfleet presence   alive / notAlive from heartbeats and connections
+  thinfleet inventory  device records: hardware and installed version
+  thinfleet history    the append-only update history
+  thinfleet web        the JSON API and the downloads
+
+Run "thinfleet COMMAND -h" for a command's flags. Every flag can also be
+set in the environment as THINFLEET_<NAME>, e.g. THINFLEET_PUBLIC_URL.
+`
+
+// run is the whole program; main only adds the process around it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "thinfleet", version)
+		return nil
+	}
+	c, ok := commands[cmd]
+	if !ok {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	fs := flag.NewFlagSet("thinfleet "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	o.register(fs, c.flags)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: thinfleet %s [flags]\n\n%s\n\nFlags (each also read from THINFLEET_<NAME>):\n", cmd, c.help)
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, rest, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log, err := newLogger(o.logFormat, o.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	return c.run(ctx, &o, log, getenv, stdout)
+}
+
+// parseFlags parses args, then fills every flag not given on the command
+// line from THINFLEET_<NAME> (dashes become underscores).
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := "THINFLEET_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, not %q", format)
+}

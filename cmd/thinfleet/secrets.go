@@ -1,0 +1,83 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// secrets are the server's tokens. Each comes from its environment
+// variable, or from its file in the data folder, or is generated once and
+// kept there.
+type secrets struct {
+	admin, enroll, service string
+	generated              []string // the names of those made at this start
+}
+
+func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
+	var s secrets
+	for _, sec := range []struct {
+		env, file string
+		dst       *string
+	}{
+		{"THINFLEET_ADMIN_TOKEN", "admin.token", &s.admin},
+		{"THINFLEET_ENROLL_TOKEN", "enroll.token", &s.enroll},
+		{"THINFLEET_SERVICE_TOKEN", "service.token", &s.service},
+	} {
+		if v := getenv(sec.env); v != "" {
+			*sec.dst = v
+			continue
+		}
+		v, made, err := fileSecret(filepath.Join(dataDir, sec.file))
+		if err != nil {
+			return secrets{}, err
+		}
+		*sec.dst = v
+		if made {
+			s.generated = append(s.generated, sec.file)
+		}
+	}
+	return s, nil
+}
+
+// fileSecret reads a token from path, or makes one and writes it there
+// (mode 0600, exclusively, so two starts never disagree).
+func fileSecret(path string) (string, bool, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		v := strings.TrimSpace(string(data))
+		if v == "" {
+			return "", false, fmt.Errorf("%s is empty: delete it to have a new token made", path)
+		}
+		return v, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, fmt.Errorf("read token: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, fmt.Errorf("make data folder: %w", err)
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	v := base64.RawURLEncoding.EncodeToString(b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", false, fmt.Errorf("write token: %w", err)
+	}
+	_, err = f.WriteString(v + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("write token: %w", err)
+	}
+	return v, true, nil
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/thinfleet/thinfleet/broker"
+)
+
+// shutdownGrace bounds how long a stopping server waits for work in flight.
+const shutdownGrace = 10 * time.Second
+
+func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+	sec, err := loadSecrets(o.data, getenv)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.updates, 0o755); err != nil {
+		return fmt.Errorf("make updates folder: %w", err)
+	}
+	b, err := broker.Start(broker.Options{
+		DataDir: o.data, Listen: o.nats, ServerName: o.serverName,
+		ServiceToken: sec.service, EnrollToken: sec.enroll, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Shutdown()
+	ln, err := net.Listen("tcp", o.http)
+	if err != nil {
+		return fmt.Errorf("listen for http: %w", err)
+	}
+	defer ln.Close()
+	o.publicURL = publicURL(o.publicURL, ln.Addr())
+	o.serviceToken = sec.service
+
+	d := dialer{
+		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },
+		system:  func(name string) (*nats.Conn, error) { return b.ConnectSystem(name) },
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, name := range []string{"catalog", "decision", "presence", "inventory", "history"} {
+		start, err := parts[name](gctx, d, o, log.With("service", name))
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return start(gctx) })
+	}
+	srv, err := newWeb(gctx, d, o, sec.admin, log.With("service", "web"))
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return serveHTTP(gctx, srv, ln) })
+
+	printBanner(stdout, o, b.ClientURL(), ln.Addr(), sec)
+	log.Info("thinfleet server running", "version", version, "nats", b.ClientURL(), "http", ln.Addr().String())
+	err = g.Wait()
+	log.Info("thinfleet server stopped")
+	return err
+}
+
+func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+	sec, err := loadSecrets(o.data, getenv)
+	if err != nil {
+		return err
+	}
+	b, err := broker.Start(broker.Options{
+		DataDir: o.data, Listen: o.nats, ServerName: o.serverName,
+		ServiceToken: sec.service, EnrollToken: sec.enroll, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Shutdown()
+	fmt.Fprintf(stdout, "thinfleet broker %s\n  agents and services connect to: %s\n", version, b.ClientURL())
+	<-ctx.Done()
+	return nil
+}
+
+func serveHTTP(ctx context.Context, h http.Handler, ln net.Listener) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}
+
+// publicURL is the base of download links: the flag when given, else the
+// listener's address with the machine's host name for an unspecified IP.
+func publicURL(flagValue string, addr net.Addr) string {
+	if flagValue != "" {
+		return strings.TrimRight(flagValue, "/")
+	}
+	tcp, _ := addr.(*net.TCPAddr)
+	if tcp == nil {
+		return "http://localhost:8080"
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "localhost"
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
+}
+
+func printBanner(w io.Writer, o *options, natsURL string, httpAddr net.Addr, sec secrets) {
+	fmt.Fprintf(w, "thinfleet server %s\n", version)
+	fmt.Fprintf(w, "  api and downloads: http://%s  (links as %s)\n", httpAddr, o.publicURL)
+	fmt.Fprintf(w, "  agents connect to: %s\n", natsURL)
+	fmt.Fprintf(w, "  updates folder:    %s\n", o.updates)
+	fmt.Fprintf(w, "  data folder:       %s\n", o.data)
+	show := func(name, file, value string) {
+		for _, g := range sec.generated {
+			if g == file {
+				fmt.Fprintf(w, "  %s: %s  (generated, kept in %s)\n", name, value, filepath.Join(o.data, file))
+				return
+			}
+		}
+		fmt.Fprintf(w, "  %s: from THINFLEET_%s or %s\n", name, strings.ToUpper(strings.TrimSuffix(file, ".token"))+"_TOKEN", filepath.Join(o.data, file))
+	}
+	show("admin token ", "admin.token", sec.admin)
+	show("enroll token", "enroll.token", sec.enroll)
+	fmt.Fprintf(w, "  on each client:    thinfleet-agent --server %s --enroll-token <enroll token>\n", natsURL)
+}

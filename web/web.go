@@ -1,0 +1,85 @@
+// Package web serves thinfleet over HTTP: the JSON API, the update
+// downloads, health and metrics. Every route is in routes.go.
+package web
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/thinfleet/thinfleet/fleet"
+)
+
+// Options configure the web server.
+type Options struct {
+	Log   *slog.Logger
+	Store *fleet.Store
+	// UpdatesDir is the drop folder the downloads are served from.
+	UpdatesDir string
+	// AdminToken guards the API (Authorization: Bearer <token>).
+	AdminToken string
+	// PublicURL is the base of download links, e.g. http://fleet:8080.
+	PublicURL string
+}
+
+// Server is the HTTP side of thinfleet. It holds no state of its own:
+// everything it shows is read from the Store.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a Server; Handler gives its routes.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("web: a store is required")
+	}
+	if opts.AdminToken == "" {
+		return nil, errors.New("web: an admin token is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
+	return &Server{opts: opts, log: opts.Log}, nil
+}
+
+// requireToken lets a request through only with the admin bearer token.
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.opts.AdminToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="thinfleet"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong admin token: send Authorization: Bearer <token>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// secureHeaders sets the headers every response carries.
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
