@@ -6,12 +6,14 @@
 package broker
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -61,6 +63,11 @@ func Start(opts Options) (*Broker, error) {
 	if opts.ServiceToken == "" || opts.EnrollToken == "" {
 		return nil, errors.New("broker: service and enrollment tokens are required")
 	}
+	for _, tok := range []string{opts.ServiceToken, opts.EnrollToken} {
+		if strings.ContainsFunc(tok, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+			return nil, errors.New("broker: tokens may not contain control characters or backslashes")
+		}
+	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
@@ -68,33 +75,28 @@ func Start(opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	app := server.NewAccount(AppAccount)
-	sys := server.NewAccount(SystemAccount)
-	agentPerms := &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			wire.AllHWReports, wire.AllVersionsInstalled, wire.AllHeartbeats, wire.AllStatuses,
-		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{wire.AllOffers, "_INBOX.>"}},
+	sopts := &server.Options{}
+	// Accounts go through the configuration parser, the only way to enable
+	// JetStream for an account of an embedded server before it starts.
+	// NATS configuration accepts JSON.
+	var conf strings.Builder
+	enc := json.NewEncoder(&conf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(accountsConfig(opts)); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
 	}
-	sopts := &server.Options{
-		ServerName: opts.ServerName,
-		Host:       host,
-		Port:       port,
-		NoSigs:     true,
-		JetStream:  true,
-		StoreDir:   filepath.Join(opts.DataDir, "nats"),
-		// Every write is on disk before it is acknowledged: an event an
-		// agent saw acknowledged survives kill -9 of the server.
-		SyncAlways:    true,
-		MaxPayload:    1 << 20,
-		Accounts:      []*server.Account{app, sys},
-		SystemAccount: SystemAccount,
-		Users: []*server.User{
-			{Username: ServiceUser, Password: opts.ServiceToken, Account: app},
-			{Username: SystemUser, Password: opts.ServiceToken, Account: sys},
-			{Username: AgentUser, Password: opts.EnrollToken, Account: app, Permissions: agentPerms},
-		},
+	if err := sopts.ProcessConfigString(conf.String()); err != nil {
+		return nil, fmt.Errorf("broker: accounts: %w", err)
 	}
+	sopts.ServerName = opts.ServerName
+	sopts.Host, sopts.Port = host, port
+	sopts.NoSigs = true
+	sopts.JetStream = true
+	sopts.StoreDir = filepath.Join(opts.DataDir, "nats")
+	// Every write is on disk before it is acknowledged: an event an agent
+	// saw acknowledged survives kill -9 of the server.
+	sopts.SyncAlways = true
+	sopts.MaxPayload = 1 << 20
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -106,6 +108,33 @@ func Start(opts Options) (*Broker, error) {
 		return nil, errors.New("broker: not ready for connections after 30s")
 	}
 	return &Broker{srv: srv, opts: opts}, nil
+}
+
+// accountsConfig is the broker's accounts and users: agents and services
+// in the application account, with agents kept to their own subjects, and
+// the system account for the broker's events.
+func accountsConfig(opts Options) map[string]any {
+	agentPerms := map[string]any{
+		"publish": map[string]any{"allow": []string{
+			wire.AllHWReports, wire.AllVersionsInstalled, wire.AllHeartbeats, wire.AllStatuses,
+		}},
+		"subscribe": map[string]any{"allow": []string{wire.AllOffers, "_INBOX.>"}},
+	}
+	return map[string]any{
+		"accounts": map[string]any{
+			AppAccount: map[string]any{
+				"jetstream": "enabled",
+				"users": []any{
+					map[string]any{"user": ServiceUser, "password": opts.ServiceToken},
+					map[string]any{"user": AgentUser, "password": opts.EnrollToken, "permissions": agentPerms},
+				},
+			},
+			SystemAccount: map[string]any{
+				"users": []any{map[string]any{"user": SystemUser, "password": opts.ServiceToken}},
+			},
+		},
+		"system_account": SystemAccount,
+	}
 }
 
 // splitListen turns "host:port" into nats-server's host and port, where

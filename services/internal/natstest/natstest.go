@@ -1,0 +1,299 @@
+// Package natstest runs what the services' tests share: a real nats-server
+// in-process on a random port with JetStream on disk in a temporary
+// folder, connections to it, a fleet.Store on it, a test logger, a way to
+// run a service for the length of a test, and polling with a deadline.
+//
+// It is for tests only; nothing outside services/ may import it.
+package natstest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/thinfleet/thinfleet/fleet"
+)
+
+// The accounts and users of a server started with Accounts.
+const (
+	AppAccount = "THINFLEET"
+	SysAccount = "SYS"
+	AppUser    = "app"
+	SysUser    = "sys"
+	Password   = "secret"
+)
+
+// Options choose the server a test gets.
+type Options struct {
+	// Accounts configures an application account (AppAccount, JetStream
+	// on, user AppUser) and a system account (SysAccount, user SysUser),
+	// so the broker publishes connect and disconnect events. Without it
+	// the server has the global account only and no users.
+	Accounts bool
+}
+
+// Server is a running nats-server that shuts down when the test ends.
+type Server struct {
+	t    testing.TB
+	srv  *server.Server
+	opts Options
+}
+
+// Start starts a server with JetStream, on a random port, with its store
+// in a temporary folder of t.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	sopts := &server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+	}
+	if opts.Accounts {
+		app := server.NewAccount(AppAccount)
+		sys := server.NewAccount(SysAccount)
+		sopts.Accounts = []*server.Account{app, sys}
+		sopts.SystemAccount = SysAccount
+		sopts.Users = []*server.User{
+			{Username: AppUser, Password: Password, Account: app},
+			{Username: SysUser, Password: Password, Account: sys},
+		}
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready after 10s")
+	}
+	if opts.Accounts {
+		// Accounts given in server.Options have no JetStream until asked.
+		acc, err := srv.LookupAccount(AppAccount)
+		if err != nil {
+			t.Fatalf("lookup %s: %v", AppAccount, err)
+		}
+		if err := acc.EnableJetStream(nil, nil); err != nil {
+			t.Fatalf("enable jetstream for %s: %v", AppAccount, err)
+		}
+	}
+	return &Server{t: t, srv: srv, opts: opts}
+}
+
+// URL is the server's client URL.
+func (s *Server) URL() string { return s.srv.ClientURL() }
+
+// Conn opens a connection in the application account named name, closed
+// when the test ends.
+func (s *Server) Conn(name string, extra ...nats.Option) *nats.Conn {
+	s.t.Helper()
+	opts := []nats.Option{nats.Name(name)}
+	if s.opts.Accounts {
+		opts = append(opts, nats.UserInfo(AppUser, Password))
+	}
+	return s.connect(append(opts, extra...))
+}
+
+// SysConn opens a connection in the system account; the server must have
+// been started with Accounts.
+func (s *Server) SysConn() *nats.Conn {
+	s.t.Helper()
+	if !s.opts.Accounts {
+		s.t.Fatal("natstest: SysConn needs Options.Accounts")
+	}
+	return s.connect([]nats.Option{nats.Name("test-sys"), nats.UserInfo(SysUser, Password)})
+}
+
+func (s *Server) connect(opts []nats.Option) *nats.Conn {
+	s.t.Helper()
+	nc, err := nats.Connect(s.URL(), opts...)
+	if err != nil {
+		s.t.Fatalf("connect: %v", err)
+	}
+	s.t.Cleanup(nc.Close)
+	return nc
+}
+
+// Store opens the fleet state on a new connection of its own.
+func (s *Server) Store() *fleet.Store {
+	s.t.Helper()
+	js, err := jetstream.New(s.Conn("test-store"))
+	if err != nil {
+		s.t.Fatalf("jetstream: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := fleet.Open(ctx, js, fleet.Options{})
+	if err != nil {
+		s.t.Fatalf("open store: %v", err)
+	}
+	return st
+}
+
+// Publish publishes data on subject through JetStream, as an agent does,
+// and fails the test unless the agent stream acknowledges it.
+func Publish(t testing.TB, nc *nats.Conn, subject string, data []byte) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, subject, data); err != nil {
+		t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+// Run runs a service's Run for the rest of the test: it is stopped when
+// the test ends, and the test fails if Run returns an error or does not
+// return within ten seconds of its context ending.
+func Run(t testing.TB, run func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return within 10s of its context ending")
+		}
+	})
+}
+
+// Eventually polls cond every 20 ms until it returns nil, and fails the
+// test with cond's last error if that takes longer than timeout.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Context returns a context that ends with the test.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Logger returns a logger that writes to the test's log until the test
+// ends and discards what comes later, so a straggling goroutine cannot
+// fail a finished test.
+func Logger(t testing.TB) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
+
+// Counter returns the value of a counter or gauge in the default
+// Prometheus registry whose labels include labels; 0 when there is none.
+func Counter(t testing.TB, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metric
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// Dropped returns thinfleet_messages_dropped_total for kind and reason.
+func Dropped(t testing.TB, kind, reason string) float64 {
+	t.Helper()
+	return Counter(t, "thinfleet_messages_dropped_total", map[string]string{"kind": kind, "reason": reason})
+}
+
+// Events returns the history events of device, oldest first.
+func Events(t testing.TB, st *fleet.Store, device string) []fleet.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	evs, err := st.Events(ctx, fleet.EventFilter{Device: device})
+	if err != nil {
+		t.Fatalf("events of %s: %v", device, err)
+	}
+	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+		evs[i], evs[j] = evs[j], evs[i]
+	}
+	return evs
+}
+
+// Device returns the stored device id, or an error while there is none.
+func Device(st *fleet.Store, id string) (fleet.Device, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := st.Device(ctx, id)
+	if errors.Is(err, fleet.ErrNotFound) {
+		return d, errors.New("device " + id + " not stored yet")
+	}
+	return d, err
+}

@@ -1,0 +1,218 @@
+// Package inventory keeps the device records: hostname, hardware and agent
+// version from hw.report, the installed version from version.installed,
+// and the latest install from update.status. It reads the agent stream
+// through a durable consumer, so a report sent while the service was down
+// is applied when it comes back, and it writes each record with the
+// store's compare-and-set, beside presence, which owns Alive.
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+// Options configure the inventory service.
+type Options struct {
+	Log   *slog.Logger // slog.Default() when nil
+	Store *fleet.Store // required
+}
+
+// Service applies agent reports to the device records.
+type Service struct {
+	log   *slog.Logger
+	store *fleet.Store
+}
+
+// New checks opts and returns a service ready to Run.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil {
+		return nil, errors.New("inventory: Store is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	return &Service{log: opts.Log, store: opts.Store}, nil
+}
+
+// ConsumerName is the durable consumer the service reads through.
+const ConsumerName = "inventory"
+
+// Run applies reports until ctx ends. It returns once ctx has ended and
+// the consumer has drained, with no goroutine of its own left running; an
+// error only when the consumer cannot be set up.
+func (s *Service) Run(ctx context.Context) error {
+	subjects := []string{wire.AllHWReports, wire.AllVersionsInstalled, wire.AllStatuses}
+	return s.store.ConsumeAgent(ctx, s.log, ConsumerName, subjects, s.handle)
+}
+
+// handle applies one message. The consumer calls it for one message at a
+// time, so two reports of a device never race here; presence may write
+// the same record in between, which UpdateDevice's compare-and-set
+// absorbs.
+//
+// Events are appended before the record is written, with dedup ids made
+// from the message id: if the write fails, the redelivered message finds
+// the record as before, computes the same events, and they are kept once.
+func (s *Service) handle(ctx context.Context, m fleet.AgentMessage) error {
+	switch m.Kind {
+	case wire.KindHWReport:
+		r, err := wire.Decode[wire.HWReport](m.Data)
+		if err != nil {
+			return fleet.Permanent(err)
+		}
+		return s.hwReport(ctx, m, r)
+	case wire.KindVersionInstalled:
+		v, err := wire.Decode[wire.VersionInstalled](m.Data)
+		if err != nil {
+			return fleet.Permanent(err)
+		}
+		return s.versionInstalled(ctx, m, v)
+	case wire.KindStatus:
+		st, err := wire.Decode[wire.Status](m.Data)
+		if err != nil {
+			return fleet.Permanent(err)
+		}
+		return s.status(ctx, m, st)
+	}
+	return fleet.Permanent(fmt.Errorf("unexpected %s message", m.Kind))
+}
+
+func (s *Service) hwReport(ctx context.Context, m fleet.AgentMessage, r wire.HWReport) error {
+	before, err := s.device(ctx, m.Device)
+	if err != nil {
+		return err
+	}
+	if err := s.register(ctx, m, before); err != nil {
+		return err
+	}
+	if hardwareKnown(before.Hardware) {
+		if changed := hardwareChanges(before.Hardware, r.Hardware); len(changed) > 0 {
+			e := fleet.Event{
+				Time: m.Time, Device: m.Device, Event: fleet.EventHardwareChanged,
+				Version: before.Version, Detail: strings.Join(changed, ", "),
+			}
+			if err := s.store.AppendEvent(ctx, e, m.ID+"/hardware_changed"); err != nil {
+				return err
+			}
+			s.log.Info("hardware changed", "device", m.Device, "fields", e.Detail)
+		}
+	}
+	_, err = s.store.UpdateDevice(ctx, m.Device, func(d *fleet.Device) error {
+		seen(d, m)
+		d.Hostname = r.Hardware.Hostname
+		d.Hardware = r.Hardware
+		d.AgentVersion = r.AgentVersion
+		return nil
+	})
+	return err
+}
+
+func (s *Service) versionInstalled(ctx context.Context, m fleet.AgentMessage, v wire.VersionInstalled) error {
+	before, err := s.device(ctx, m.Device)
+	if err != nil {
+		return err
+	}
+	if err := s.register(ctx, m, before); err != nil {
+		return err
+	}
+	_, err = s.store.UpdateDevice(ctx, m.Device, func(d *fleet.Device) error {
+		seen(d, m)
+		switch {
+		case v.Version != d.Version && v.PreviousVersion == "":
+			d.PreviousVersion = d.Version
+		case v.PreviousVersion != "":
+			d.PreviousVersion = v.PreviousVersion
+		}
+		d.Version = v.Version
+		return nil
+	})
+	if err == nil {
+		s.log.Debug("version", "device", m.Device, "version", v.Version)
+	}
+	return err
+}
+
+func (s *Service) status(ctx context.Context, m fleet.AgentMessage, st wire.Status) error {
+	before, err := s.device(ctx, m.Device)
+	if err != nil {
+		return err
+	}
+	if err := s.register(ctx, m, before); err != nil {
+		return err
+	}
+	_, err = s.store.UpdateDevice(ctx, m.Device, func(d *fleet.Device) error {
+		in := d.Install
+		if in != nil && in.Updated.After(m.Time) {
+			return fleet.ErrUnchanged // an older status, redelivered late
+		}
+		seen(d, m)
+		if in == nil || startsInstall(*in, st) {
+			in = &fleet.Install{OfferID: st.OfferID, Version: st.Version, Started: m.Time}
+		} else {
+			c := *in
+			in = &c
+		}
+		in.State = st.State
+		in.BytesDone, in.BytesTotal = st.BytesDone, st.BytesTotal
+		in.Detail, in.Output = st.Detail, st.Output
+		in.Updated = m.Time
+		d.Install = in
+		return nil
+	})
+	return err
+}
+
+// startsInstall reports whether st begins a new install rather than
+// continuing in: a step that starts a download, or another offer or
+// version.
+func startsInstall(in fleet.Install, st wire.Status) bool {
+	if st.State == wire.StateDownloading && !st.Progress {
+		return true
+	}
+	if st.OfferID != in.OfferID {
+		return true
+	}
+	c, err := wire.CompareVersions(st.Version, in.Version)
+	return err != nil || c != 0
+}
+
+// device returns the stored device, or a zero one with the id set.
+func (s *Service) device(ctx context.Context, id string) (fleet.Device, error) {
+	d, err := s.store.Device(ctx, id)
+	if errors.Is(err, fleet.ErrNotFound) {
+		return fleet.Device{ID: id}, nil
+	}
+	return d, err
+}
+
+// register records the first message inventory gets from a device. It
+// goes by FirstSeen, not by whether a record exists: presence may have
+// created one from a heartbeat before any report came.
+func (s *Service) register(ctx context.Context, m fleet.AgentMessage, d fleet.Device) error {
+	if !d.FirstSeen.IsZero() {
+		return nil
+	}
+	e := fleet.Event{Time: m.Time, Device: m.Device, Event: fleet.EventRegistered}
+	if err := s.store.AppendEvent(ctx, e, m.ID+"/registered"); err != nil {
+		return err
+	}
+	s.log.Info("device registered", "device", m.Device)
+	return nil
+}
+
+// seen moves the record's times forward to the message's; a late,
+// redelivered message never moves them back.
+func seen(d *fleet.Device, m fleet.AgentMessage) {
+	if d.FirstSeen.IsZero() || m.Time.Before(d.FirstSeen) {
+		d.FirstSeen = m.Time
+	}
+	if m.Time.After(d.LastSeen) {
+		d.LastSeen = m.Time
+	}
+}
