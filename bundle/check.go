@@ -41,7 +41,7 @@ func openArchive(path string, limits Limits) (*archive, error) {
 		f.Close()
 		return nil, refuse("%s: not a regular file", path)
 	}
-	zr, err := zip.NewReader(f, info.Size())
+	zr, err := zip.NewReader(zipFile{f, info.Size()}, info.Size())
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		f.Close()
 		if isIOError(err) {
@@ -61,13 +61,6 @@ func openArchive(path string, limits Limits) (*archive, error) {
 }
 
 func (a *archive) Close() error { return a.file.Close() }
-
-// isIOError reports whether err came from the file system rather than
-// from the zip's content: os.File reports its failures as *fs.PathError.
-func isIOError(err error) bool {
-	var pe *fs.PathError
-	return errors.As(err, &pe)
-}
 
 // check fills a.entries from files, refusing the first bad header.
 func (a *archive) check(files []*zip.File) error {

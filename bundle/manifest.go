@@ -47,6 +47,9 @@ func ParseManifest(data []byte) (Manifest, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return Manifest{}, refuse("%s: %s", ManifestName, jsonProblem(err))
 	}
+	if len(m.Platforms) == 0 {
+		m.Platforms = nil // "platforms": [] says no more than no field
+	}
 	if problems := m.problems(); len(problems) > 0 {
 		return Manifest{}, refuse("%s: %s", ManifestName, strings.Join(problems, "; "))
 	}

@@ -4,12 +4,16 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/thinfleet/thinfleet/web/pages"
 )
 
 // Handler returns every route of the server.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	api := s.requireToken
+	page := s.requireSession
+	post := func(h http.Handler) http.Handler { return s.cross.Handler(h) }
 
 	mux.Handle("GET /healthz", handleHealth())
 	mux.Handle("GET /metrics", promhttp.Handler())
@@ -21,5 +25,31 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/history", api(s.handleHistory()))
 
 	mux.Handle("GET /downloads/{file}", s.handleDownload())
+
+	mux.Handle("GET /login", s.handleLoginForm())
+	mux.Handle("POST /login", post(s.handleLogin()))
+	mux.Handle("POST /logout", post(s.handleLogout()))
+	mux.Handle("GET /static/", handleStatic())
+
+	mux.Handle("GET /{$}", page(s.handleOverview()))
+	mux.Handle("GET /clients", page(s.handleClients()))
+	mux.Handle("GET /clients/{id}", page(s.handleClient()))
+	mux.Handle("POST /clients/{id}/offer", post(page(s.handleOfferAgain())))
+	mux.Handle("GET /history", page(s.handleHistoryPage()))
+	mux.Handle("GET /updates", page(s.handleUpdatesPage()))
+	mux.Handle("GET /downloads", page(s.handleDownloadsPage()))
+	mux.Handle("GET /live", page(s.handleLive()))
 	return secureHeaders(mux)
+}
+
+// handleStatic serves the dashboard's stylesheet and script. Their URLs
+// carry a version of their content, so browsers may keep them a year.
+func handleStatic() http.Handler {
+	files := http.StripPrefix("/static/", http.FileServerFS(pages.Static))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("v") != "" {
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		}
+		files.ServeHTTP(w, r)
+	})
 }

@@ -1,5 +1,10 @@
-// Package web serves thinfleet over HTTP: the JSON API, the update
-// downloads, health and metrics. Every route is in routes.go.
+// Package web serves thinfleet over HTTP: the dashboard pages (rendered
+// by package pages, kept live over one Server-Sent Events stream a page),
+// the JSON API, the update downloads, health and metrics. Every route is
+// in routes.go.
+//
+// The API takes the admin token as a bearer token; the pages take it once
+// at a login form and keep a session cookie.
 package web
 
 import (
@@ -9,6 +14,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/thinfleet/thinfleet/fleet"
 )
@@ -23,13 +31,21 @@ type Options struct {
 	AdminToken string
 	// PublicURL is the base of download links, e.g. http://fleet:8080.
 	PublicURL string
+	// Conn publishes the offers an operator makes from a device's page;
+	// nil disables that action.
+	Conn *nats.Conn
 }
 
 // Server is the HTTP side of thinfleet. It holds no state of its own:
 // everything it shows is read from the Store.
 type Server struct {
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	log      *slog.Logger
+	hub      *hub
+	sessions *sessions
+	// cross refuses cross-site POSTs, which a session cookie would
+	// otherwise let through.
+	cross *http.CrossOriginProtection
 }
 
 // New returns a Server; Handler gives its routes.
@@ -44,8 +60,16 @@ func New(opts Options) (*Server, error) {
 		opts.Log = slog.Default()
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
-	return &Server{opts: opts, log: opts.Log}, nil
+	return &Server{
+		opts: opts, log: opts.Log, hub: newHub(opts.Store, opts.Log),
+		sessions: &sessions{expires: map[string]time.Time{}},
+		cross:    http.NewCrossOriginProtection(),
+	}, nil
 }
+
+// Close ends the live streams and stops watching the store. The pages and
+// the API still answer after it, reading the store directly.
+func (s *Server) Close() { s.hub.Close() }
 
 // requireToken lets a request through only with the admin bearer token.
 func (s *Server) requireToken(next http.Handler) http.Handler {
@@ -61,10 +85,16 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 	})
 }
 
+// contentPolicy lets a page load only this server's own stylesheet and
+// script: no inline script or style, nothing from elsewhere, no framing.
+const contentPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
 // secureHeaders sets the headers every response carries.
 func secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
+		h.Set("Content-Security-Policy", contentPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")

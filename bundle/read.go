@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 )
 
 // budget is how many bytes an entry may still expand to, and the refusal
@@ -114,3 +115,39 @@ func readError(name string, err error) error {
 	}
 	return refuseEntry(name, "data is unreadable: %v", err)
 }
+
+// zipFile is the zip's file as archive/zip reads it. A hostile header
+// may point anywhere, even at a negative offset, which os.File reports as
+// an *fs.PathError like a failing disk; so zipFile answers reads outside
+// the file with io.EOF itself and marks the errors of reads that reach
+// the file system. Any other error is the zip's fault.
+type zipFile struct {
+	f    *os.File
+	size int64
+}
+
+func (z zipFile) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= z.size {
+		return 0, io.EOF
+	}
+	short := int64(len(p)) > z.size-off
+	if short {
+		p = p[:z.size-off]
+	}
+	n, err := z.f.ReadAt(p, off)
+	switch {
+	case err != nil && err != io.EOF:
+		return n, ioError{err}
+	case short:
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// ioError is an error of the file system while reading the zip.
+type ioError struct{ err error }
+
+func (e ioError) Error() string { return e.err.Error() }
+func (e ioError) Unwrap() error { return e.err }
+
+func isIOError(err error) bool { return errors.As(err, new(ioError)) }

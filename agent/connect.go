@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// agentUser is the broker user every agent logs in as, with the enrollment
+// token as its password.
+const agentUser = "agent"
+
+// Reconnect backoff: doubling from reconnectBase after every round over
+// the server list, capped at reconnectMax, each delay with jitter so that
+// a fleet does not come back in lockstep after a server restart.
+const (
+	reconnectBase = 250 * time.Millisecond
+	reconnectMax  = 30 * time.Second
+)
+
+// connect opens the agent's connection to the broker. It is the one place
+// that knows how an agent proves who it is: today the enrollment token as
+// the password of the agent user. (A per-agent credentials file,
+// <state>/agent.creds, will replace it here and nowhere else.)
+//
+// The connection is named after the device id, which is how the server
+// maps the broker's disconnect events to devices. It never gives up: the
+// first connect is retried like a reconnect, so an agent started before
+// its server simply waits, and a rejected token is retried too, since the
+// server may yet accept it. onConnect runs after every (re)connect.
+func connect(o Options, id string, log *slog.Logger, onConnect func()) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(id),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.IgnoreAuthErrorAbort(),
+		// nats.go applies this jitter only without a custom delay; it is
+		// set so that dropping reconnectDelay keeps the fleet spread out.
+		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
+		nats.CustomReconnectDelay(reconnectDelay),
+		// Find a dead connection within a minute rather than the default
+		// four, so the agent reconnects (and reports) sooner.
+		nats.PingInterval(20 * time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("connected", "server", nc.ConnectedUrlRedacted())
+			onConnect()
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected", "server", nc.ConnectedUrlRedacted())
+			onConnect()
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected", "err", err)
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("nats error", "err", err)
+		}),
+	}
+	if o.EnrollToken != "" {
+		opts = append(opts, nats.UserInfo(agentUser, o.EnrollToken))
+	}
+	nc, err := nats.Connect(o.Server, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("agent: connect to %s: %w", o.Server, err)
+	}
+	return nc, nil
+}
+
+// reconnectDelay is the wait after the attempts-th failed round over the
+// server list: capped exponential backoff with equal jitter (half fixed,
+// half random).
+func reconnectDelay(attempts int) time.Duration {
+	return jittered(backoff(reconnectBase, reconnectMax, attempts))
+}
+
+// backoff returns base doubled n-1 times, at most max.
+func backoff(base, max time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// jittered returns a duration in [d/2, d).
+func jittered(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}

@@ -1,0 +1,323 @@
+package agent
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+// This file is the server side of the tests: a real NATS server with
+// JetStream, the broker's permissions for agents, a stream keeping what
+// agents report, and an HTTP server for update zips.
+
+const (
+	testToken  = "enroll-secret"
+	streamName = "AGENT"
+)
+
+// fleet is a running NATS server and a service connection to it.
+type fleet struct {
+	t        *testing.T
+	ns       *server.Server
+	port     int
+	storeDir string
+	nc       *nats.Conn
+	js       jetstream.JetStream
+
+	mu   sync.Mutex
+	next uint64   // next stream sequence to read
+	msgs []*jsMsg // every message read from the stream, in order
+}
+
+type jsMsg struct {
+	subject string
+	data    []byte
+}
+
+// startFleet starts a NATS server on port (-1: any) with the stream.
+func startFleet(t *testing.T, port int) *fleet {
+	t.Helper()
+	f := &fleet{t: t, port: port, storeDir: t.TempDir(), next: 1}
+	f.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := f.js.CreateStream(ctx, jetstream.StreamConfig{Name: streamName, Subjects: wire.AgentStreamSubjects}); err != nil {
+		t.Fatalf("create stream: %v", err)
+	}
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fleet) start() {
+	f.t.Helper()
+	// The account goes through the configuration parser, the one way to
+	// enable JetStream for an account of an embedded server; the agent
+	// user has the broker's agent permissions.
+	conf := fmt.Sprintf(`accounts: { APP: { jetstream: enabled, users: [
+		{user: service, password: service-secret},
+		{user: %s, password: %s, permissions: {
+			publish: {allow: [%q, %q, %q, %q]},
+			subscribe: {allow: [%q, "_INBOX.>"]}}}
+	]}}`, agentUser, testToken,
+		wire.AllHWReports, wire.AllVersionsInstalled, wire.AllHeartbeats, wire.AllStatuses, wire.AllOffers)
+	opts := &server.Options{}
+	if err := opts.ProcessConfigString(conf); err != nil {
+		f.t.Fatalf("nats config: %v", err)
+	}
+	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", f.port, true, true
+	opts.JetStream, opts.StoreDir = true, f.storeDir
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		f.t.Fatalf("nats server: %v", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		f.t.Fatal("nats server not ready")
+	}
+	f.ns = ns
+	f.port = ns.Addr().(*net.TCPAddr).Port // the same port after a restart
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("service", "service-secret"))
+	if err != nil {
+		f.t.Fatalf("service connect: %v", err)
+	}
+	f.nc = nc
+	if f.js, err = jetstream.New(nc); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fleet) stop() {
+	if f.nc != nil {
+		f.nc.Close()
+	}
+	f.ns.Shutdown()
+	f.ns.WaitForShutdown()
+}
+
+// restart stops the server and starts it again on the same port and store.
+func (f *fleet) restart() {
+	f.stop()
+	f.start()
+}
+
+func (f *fleet) url() string { return f.ns.ClientURL() }
+
+// offer sends an offer to device id, as the decision service does.
+func (f *fleet) offer(id string, o wire.Offer) {
+	f.t.Helper()
+	data, _ := json.Marshal(o)
+	if err := f.nc.Publish(wire.OfferSubject(id), data); err != nil {
+		f.t.Fatalf("publish offer: %v", err)
+	}
+	if err := f.nc.Flush(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// read returns every message stored in the stream so far.
+func (f *fleet) read() []*jsMsg {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := f.js.Stream(ctx, streamName)
+	if err != nil {
+		f.t.Logf("stream: %v", err)
+		return f.msgs
+	}
+	for {
+		m, err := s.GetMsg(ctx, f.next)
+		if err != nil {
+			return f.msgs // no message at f.next yet
+		}
+		f.msgs = append(f.msgs, &jsMsg{subject: m.Subject, data: m.Data})
+		f.next++
+	}
+}
+
+// decodeAll decodes the stored messages on subject.
+func decodeAll[T wire.Message](f *fleet, subject string) []T {
+	var out []T
+	for _, m := range f.read() {
+		if m.subject != subject {
+			continue
+		}
+		v, err := wire.Decode[T](m.data)
+		if err != nil {
+			f.t.Errorf("invalid message on %s: %v: %s", subject, err, m.data)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (f *fleet) statuses(id string) []wire.Status {
+	return decodeAll[wire.Status](f, wire.StatusSubject(id))
+}
+
+func (f *fleet) versions(id string) []wire.VersionInstalled {
+	return decodeAll[wire.VersionInstalled](f, wire.VersionInstalledSubject(id))
+}
+
+// steps lists the statuses of version as "state" words, progress ones
+// left out.
+func steps(ss []wire.Status, version string) []string {
+	var out []string
+	for _, s := range ss {
+		if s.Version == version && !s.Progress {
+			out = append(out, string(s.State))
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes; cond returns
+// what it saw, for the failure message.
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var seen string
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, seen = cond(); ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within 20s; last seen: %s", what, seen)
+}
+
+// makeZip builds an update package.
+func makeZip(t *testing.T, version, command string, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	manifest, _ := json.Marshal(map[string]string{"name": "Update " + version, "version": version, "command": command})
+	files["manifest.json"] = string(manifest)
+	for name, body := range files {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// zipServer serves update zips over HTTP, with Range support, and can
+// misbehave the way real networks and servers do.
+type zipServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	files    map[string][]byte
+	cutFirst map[string]bool // first response ends halfway, connection dropped
+	ranges   []string        // Range headers received
+}
+
+func newZipServer(t *testing.T) *zipServer {
+	z := &zipServer{files: map[string][]byte{}, cutFirst: map[string]bool{}}
+	z.Server = httptest.NewServer(http.HandlerFunc(z.serve))
+	t.Cleanup(z.Close)
+	return z
+}
+
+func (z *zipServer) serve(w http.ResponseWriter, r *http.Request) {
+	z.mu.Lock()
+	data, ok := z.files[r.URL.Path]
+	cut := z.cutFirst[r.URL.Path]
+	z.cutFirst[r.URL.Path] = false
+	if rg := r.Header.Get("Range"); rg != "" {
+		z.ranges = append(z.ranges, rg)
+	}
+	z.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if cut {
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // drop the connection mid-body
+	}
+	http.ServeContent(w, r, "update.zip", time.Time{}, bytes.NewReader(data))
+}
+
+func (z *zipServer) rangesSeen() []string {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return append([]string(nil), z.ranges...)
+}
+
+// put serves data at path and returns an offer for it.
+func (z *zipServer) put(path, version, command string, data []byte) wire.Offer {
+	z.mu.Lock()
+	z.files[path] = data
+	z.mu.Unlock()
+	sum := sha256.Sum256(data)
+	return wire.Offer{
+		ID: "offer-" + version, Name: "Update " + version, Version: version,
+		SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)),
+		Command: command, URL: z.URL + path, Time: time.Now(),
+	}
+}
+
+// logBuffer collects an agent's log for the test to read.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// contains reports whether the log has a line with every part.
+func (l *logBuffer) contains(parts ...string) bool {
+	for _, line := range strings.Split(l.String(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/thinfleet/thinfleet/agent"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usageHead = `thinfleet-agent keeps this machine on the version of its software that
+the thinfleet server chooses. It connects to the server over NATS, reports
+the machine's hardware and installed version, sends a heartbeat so the
+server knows it is alive, and installs the updates it is offered: it
+downloads the update zip, checks its size and sha256, unpacks it into a
+fresh folder and runs the update's command there with /bin/sh -c. Only a
+command that exits 0 changes the installed version; a failure is reported
+with the end of the command's output and the old version stays.
+
+It runs until stopped (SIGINT or SIGTERM) and reconnects by itself when the
+server goes away. Run it as a service, one per machine.
+
+Usage:
+  thinfleet-agent --server nats://SERVER:4222 --enroll-token TOKEN
+
+The server prints the address and the enrollment token at its first start.
+
+Flags (each can also be set in the environment as THINFLEET_<NAME>, e.g.
+THINFLEET_ENROLL_TOKEN; a flag on the command line wins):
+`
+
+const usageTail = `
+Install commands run with these in their environment:
+  THINFLEET_VERSION           the version being installed
+  THINFLEET_PREVIOUS_VERSION  the version installed before ("" if none)
+  THINFLEET_PACKAGE_DIR       the folder the update was unpacked into, the
+                              command's working directory
+  THINFLEET_RELEASE_DIR       where that folder is kept after a success
+`
+
+// options are the agent's flags.
+type options struct {
+	server, state, id, enrollToken string
+	heartbeat, commandTimeout      time.Duration
+	logFormat, logLevel            string
+	version                        bool
+}
+
+// noEnv are the flags not read from the environment: install commands
+// run with THINFLEET_VERSION set, and must not turn an agent they start
+// into one that prints its version.
+var noEnv = map[string]bool{"version": true}
+
+// run is the whole program; main only adds the process around it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("thinfleet-agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run reports parse errors itself
+	var o options
+	fs.StringVar(&o.server, "server", "nats://127.0.0.1:4222", "the thinfleet server's NATS `URL`; several separated by commas")
+	fs.StringVar(&o.state, "state", defaultStateDir(os.Geteuid(), getenv), "`folder` for the agent's id, state, downloads and installed packages")
+	fs.StringVar(&o.id, "id", "", "this machine's device `ID` (default: generated once from the host name and kept in the state folder)")
+	fs.StringVar(&o.enrollToken, "enroll-token", "", "the `token` the server gave for agents (better set as THINFLEET_ENROLL_TOKEN)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", agent.DefaultHeartbeat, "time between heartbeats; the server counts the agent gone after three missed")
+	fs.DurationVar(&o.commandTimeout, "command-timeout", agent.DefaultCommandTimeout, "stop an install command that runs longer than this")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&o.version, "version", false, "print the agent's version and exit")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs)
+			return nil
+		}
+		return fmt.Errorf("%w (see thinfleet-agent --help)", err)
+	}
+	if o.version {
+		fmt.Fprintln(stdout, "thinfleet-agent", version)
+		return nil
+	}
+	log, err := newLogger(o.logFormat, o.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Options{
+		Server:         o.server,
+		StateDir:       o.state,
+		ID:             o.id,
+		EnrollToken:    o.enrollToken,
+		Heartbeat:      o.heartbeat,
+		CommandTimeout: o.commandTimeout,
+		AgentVersion:   version,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, usageHead)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprint(w, usageTail)
+}
+
+// parseFlags parses args, then fills every flag not given on the command
+// line from THINFLEET_<NAME> (dashes become underscores).
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || noEnv[f.Name] {
+			return
+		}
+		env := envName(f.Name)
+		if v := getenv(env); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func envName(flagName string) string {
+	return "THINFLEET_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// defaultStateDir is /var/lib/thinfleet-agent for root, else the user's
+// state folder ($XDG_STATE_HOME, or ~/.local/state).
+func defaultStateDir(euid int, getenv func(string) string) string {
+	if euid == 0 {
+		return "/var/lib/thinfleet-agent"
+	}
+	if x := getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "thinfleet-agent")
+	}
+	if home := getenv("HOME"); home != "" {
+		return filepath.Join(home, ".local", "state", "thinfleet-agent")
+	}
+	return "thinfleet-agent-state"
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, not %q", format)
+}

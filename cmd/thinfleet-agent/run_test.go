@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--version"}, []string{"thinfleet-agent dev\n"}},
+		{[]string{"--help"}, []string{"Usage:", "-server URL", "-enroll-token", "THINFLEET_ENROLL_TOKEN", "THINFLEET_PACKAGE_DIR"}},
+		{[]string{"-h"}, []string{"Usage:"}},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		// THINFLEET_VERSION is set for install commands; it must not
+		// count as --version, nor break the parse.
+		err := run(context.Background(), tt.args, env(map[string]string{"THINFLEET_VERSION": "1.2"}), &stdout, &stderr)
+		if err != nil {
+			t.Errorf("run(%v) = %v", tt.args, err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("run(%v) stdout lacks %q:\n%s", tt.args, w, stdout.String())
+			}
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"--bogus"}, nil, "-bogus"},
+		{"stray argument", []string{"start"}, nil, `"start"`},
+		{"bad env", nil, map[string]string{"THINFLEET_HEARTBEAT": "often"}, "THINFLEET_HEARTBEAT"},
+		{"heartbeat too short", []string{"--heartbeat", "1ms"}, nil, "heartbeat"},
+		{"log format", []string{"--log-format", "xml"}, nil, "--log-format"},
+		{"invalid id", []string{"--id", "a.b"}, nil, "id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--state", t.TempDir()}, tt.args...)
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), args, env(tt.env), &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("run(%v) = %v, want an error naming %q", args, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDefaultStateDir(t *testing.T) {
+	tests := []struct {
+		euid int
+		env  map[string]string
+		want string
+	}{
+		{0, map[string]string{"HOME": "/root"}, "/var/lib/thinfleet-agent"},
+		{1000, map[string]string{"HOME": "/home/kim", "XDG_STATE_HOME": "/xdg"}, "/xdg/thinfleet-agent"},
+		{1000, map[string]string{"HOME": "/home/kim"}, "/home/kim/.local/state/thinfleet-agent"},
+	}
+	for _, tt := range tests {
+		if got := defaultStateDir(tt.euid, env(tt.env)); got != tt.want {
+			t.Errorf("defaultStateDir(%d, %v) = %q, want %q", tt.euid, tt.env, got, tt.want)
+		}
+	}
+}
+
+// TestRunsAgent runs the agent as the binary does and checks, by the
+// subject its heartbeats arrive on, which settings it took: flags, the
+// environment, and a flag over the environment.
+func TestRunsAgent(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, Username: "agent", Password: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("agent", "tok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	tests := []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		wantID string
+	}{
+		{"flags", []string{"--server", ns.ClientURL(), "--enroll-token", "tok", "--id", "from-flag", "--heartbeat", "100ms"}, nil, "from-flag"},
+		{"environment", nil, map[string]string{
+			"THINFLEET_SERVER": ns.ClientURL(), "THINFLEET_ENROLL_TOKEN": "tok", "THINFLEET_ID": "from-env", "THINFLEET_HEARTBEAT": "100ms",
+		}, "from-env"},
+		{"flag over environment", []string{"--id", "from-flag-2"}, map[string]string{
+			"THINFLEET_SERVER": ns.ClientURL(), "THINFLEET_ENROLL_TOKEN": "tok", "THINFLEET_ID": "from-env-2", "THINFLEET_HEARTBEAT": "100ms",
+		}, "from-flag-2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			beats := make(chan wire.Heartbeat, 10)
+			sub, err := nc.Subscribe(wire.AllHeartbeats, func(m *nats.Msg) {
+				var hb wire.Heartbeat
+				if _, id, _ := wire.ParseSubject(m.Subject); id == tt.wantID && json.Unmarshal(m.Data, &hb) == nil {
+					beats <- hb
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			args := append([]string{"--state", t.TempDir(), "--log-level", "debug"}, tt.args...)
+			ctx, cancel := context.WithCancel(context.Background())
+			var stdout, stderr bytes.Buffer
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, args, env(tt.env), &stdout, &stderr) }()
+
+			select {
+			case hb := <-beats:
+				if hb.IntervalMS != 100 {
+					t.Errorf("heartbeat interval %dms, want 100", hb.IntervalMS)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("no heartbeat from %s", tt.wantID)
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run returned %v after its context ended, want nil", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("run did not return after its context ended")
+			}
+			if t.Failed() {
+				t.Logf("stderr:\n%s", stderr.String())
+			}
+		})
+	}
+}

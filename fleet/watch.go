@@ -1,0 +1,95 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DeviceUpdate is one value a device watch delivers.
+type DeviceUpdate struct {
+	// Device is the record as written; only its ID is set when Deleted.
+	Device  Device
+	Deleted bool
+	// Initial marks the records that were already stored when the watch
+	// began; the changes after them have it false.
+	Initial bool
+	// Synced marks the one update, with no device, that follows the
+	// initial records: the caller has seen the whole bucket.
+	Synced bool
+}
+
+// WatchDevices calls fn with every stored device (Initial set), then once
+// with Synced set, then with every change to the devices bucket, until ctx
+// ends (it then returns nil) or fn returns an error (returned as is). A
+// record that does not decode is skipped. If the watch breaks, it returns
+// an error; a caller that watches again gets the current records first,
+// so it misses nothing.
+func (s *Store) WatchDevices(ctx context.Context, fn func(DeviceUpdate) error) error {
+	w, err := s.devices.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch devices: %w", err)
+	}
+	defer w.Stop()
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("watch devices: watcher closed")
+			}
+			if e == nil {
+				initial = false
+				if err := fn(DeviceUpdate{Synced: true}); err != nil {
+					return err
+				}
+				continue
+			}
+			u := DeviceUpdate{Initial: initial}
+			if e.Operation() != jetstream.KeyValuePut {
+				u.Device.ID, u.Deleted = e.Key(), true
+			} else if json.Unmarshal(e.Value(), &u.Device) != nil {
+				continue
+			}
+			if err := fn(u); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// WatchEvents calls fn with every event appended to the history from now
+// on, until ctx ends. fn runs on the client's delivery goroutine, one
+// event at a time, and should return quickly.
+func (s *Store) WatchEvents(ctx context.Context, fn func(Event)) error {
+	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("watch history: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var e Event
+		if json.Unmarshal(m.Data(), &e) != nil {
+			return
+		}
+		if meta, err := m.Metadata(); err == nil {
+			e.Seq = meta.Sequence.Stream
+		}
+		fn(e)
+	})
+	if err != nil {
+		return fmt.Errorf("watch history: %w", err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	return nil
+}

@@ -1,0 +1,155 @@
+// Package catalog turns the updates folder into the release catalog. It
+// watches the folder (fsnotify, plus a periodic rescan for what events
+// miss), inspects every *.zip in it with package bundle, and writes the
+// catalog to the store whenever its content changes: the valid releases,
+// newest first; the refused zips with their reasons; and the target, the
+// version offered to every device below it.
+//
+// A refused zip changes nothing else: the other releases and the target
+// stay as they were. Two zips of one version are an operator's mistake;
+// the first by file name wins and the other is refused.
+//
+// The target is the newest valid version, unless the folder holds a
+// policy file named "target" whose first line that is neither empty nor a
+// "#" comment names the version to offer. A pinned version that no valid
+// zip provides makes the target empty, and the catalog says why: thinfleet
+// never silently offers something else.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/thinfleet/thinfleet/bundle"
+	"github.com/thinfleet/thinfleet/fleet"
+)
+
+// Options configure the catalog service.
+type Options struct {
+	Log   *slog.Logger // slog.Default() when nil
+	Store *fleet.Store // required
+	// Dir is the updates folder; required. It is created if missing.
+	Dir string
+	// Rescan is how often the folder is read even without an event (30s).
+	Rescan time.Duration
+	// Limits bound what a zip may expand to; zero fields take
+	// bundle.DefaultLimits.
+	Limits bundle.Limits
+}
+
+// DefaultRescan is the rescan period when Options.Rescan is zero.
+const DefaultRescan = 30 * time.Second
+
+// debounce is how long the folder must be quiet after an event before it
+// is scanned: copying a zip in makes many events, one scan is enough.
+const debounce = 300 * time.Millisecond
+
+// PolicyFile is the name of the policy file in the updates folder.
+const PolicyFile = "target"
+
+// Service keeps the catalog in step with the updates folder.
+type Service struct {
+	log    *slog.Logger
+	store  *fleet.Store
+	dir    string
+	rescan time.Duration
+	limits bundle.Limits
+
+	// The fields below belong to Run's goroutine.
+	cache map[string]inspected // by file name
+	// published is the catalog as last read from or written to the
+	// store; nil until the store has answered.
+	published *fleet.Catalog
+}
+
+// New checks opts and returns a service ready to Run.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil {
+		return nil, errors.New("catalog: Store is required")
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("catalog: Dir, the updates folder, is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Rescan <= 0 {
+		opts.Rescan = DefaultRescan
+	}
+	return &Service{
+		log: opts.Log, store: opts.Store, dir: opts.Dir, rescan: opts.Rescan, limits: opts.Limits,
+		cache: map[string]inspected{},
+	}, nil
+}
+
+// Run scans the folder at start, after every burst of changes in it and
+// every Rescan, until ctx ends. Everything runs in the caller's goroutine
+// (fsnotify's own ends when Run closes its watcher); a scan under way
+// finishes before Run returns. Problems with the folder or the store are
+// logged and retried at the next scan; the only error is for a folder
+// that cannot be created.
+func (s *Service) Run(ctx context.Context) error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("catalog: updates folder: %w", err)
+	}
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		s.log.Warn("cannot watch the updates folder, rescanning only", "every", s.rescan, "err", err)
+	} else {
+		defer w.Close()
+		events, errs = w.Events, w.Errors
+		s.watch(w)
+	}
+	s.scan(ctx)
+	tick := time.NewTicker(s.rescan)
+	defer tick.Stop()
+	quiet := time.NewTimer(debounce)
+	quiet.Stop()
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			quiet.Reset(debounce)
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			// Most likely an overflow: events were lost, so look.
+			s.log.Warn("watch updates folder", "err", err)
+			quiet.Reset(debounce)
+		case <-quiet.C:
+			s.scan(ctx)
+		case <-tick.C:
+			if w != nil {
+				s.watch(w)
+			}
+			s.scan(ctx)
+		}
+	}
+}
+
+// watch makes sure w watches the folder: it stops when the folder is
+// removed, and starts again once it is back.
+func (s *Service) watch(w *fsnotify.Watcher) {
+	if len(w.WatchList()) > 0 {
+		return
+	}
+	if err := w.Add(s.dir); err != nil {
+		s.log.Warn("cannot watch the updates folder, rescanning only", "dir", s.dir, "every", s.rescan, "err", err)
+	}
+}

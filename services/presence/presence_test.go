@@ -1,0 +1,374 @@
+package presence_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/services/internal/natstest"
+	"github.com/thinfleet/thinfleet/services/presence"
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+type env struct {
+	srv   *natstest.Server
+	store *fleet.Store
+	agent *nats.Conn // sends heartbeats for any id
+}
+
+func setup(t *testing.T) env {
+	srv := natstest.Start(t, natstest.Options{Accounts: true})
+	return env{srv: srv, store: srv.Store(), agent: srv.Conn("agents")}
+}
+
+// start runs a presence service; withSys gives it the broker's events.
+func (e env) start(t *testing.T, withSys bool, flushEvery time.Duration) (stop func()) {
+	opts := presence.Options{
+		Log: natstest.Logger(t), Store: e.store, Conn: e.srv.Conn("presence"),
+		Account: natstest.AppAccount, FlushEvery: flushEvery,
+	}
+	if withSys {
+		opts.SysConn = e.srv.SysConn()
+	}
+	s, err := presence.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return natstest.Run(t, s.Run)
+}
+
+func beat(t *testing.T, nc *nats.Conn, id string, interval time.Duration) {
+	t.Helper()
+	data, _ := json.Marshal(wire.Heartbeat{IntervalMS: interval.Milliseconds()})
+	if err := nc.Publish(wire.HeartbeatSubject(id), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// beating sends a heartbeat announcing interval every interval/4 until
+// stop, which returns when the last one was sent.
+func beating(t *testing.T, nc *nats.Conn, id string, interval time.Duration) (stop func() time.Time) {
+	data, _ := json.Marshal(wire.Heartbeat{IntervalMS: interval.Milliseconds()})
+	quit, done := make(chan struct{}), make(chan time.Time)
+	go func() {
+		tick := time.NewTicker(interval / 4)
+		defer tick.Stop()
+		var last time.Time
+		for {
+			_ = nc.Publish(wire.HeartbeatSubject(id), data)
+			_ = nc.Flush()
+			last = time.Now()
+			select {
+			case <-quit:
+				done <- last
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	var last time.Time
+	stop = func() time.Time {
+		once.Do(func() { close(quit); last = <-done })
+		return last
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// beatUntilAlive sends heartbeats until the record of id says alive: a
+// heartbeat sent before presence subscribed is lost, as it should be.
+func (e env) beatUntilAlive(t *testing.T, nc *nats.Conn, id string, interval time.Duration) fleet.Device {
+	t.Helper()
+	var d fleet.Device
+	natstest.Eventually(t, 10*time.Second, func() error {
+		beat(t, nc, id, interval)
+		var err error
+		if d, err = natstest.Device(e.store, id); err != nil {
+			return err
+		}
+		if !d.Alive {
+			return fmt.Errorf("%s: not alive", id)
+		}
+		return nil
+	})
+	return d
+}
+
+// waitAlive waits until the record of id says alive.
+func (e env) waitAlive(t *testing.T, id string, alive bool) fleet.Device {
+	t.Helper()
+	var d fleet.Device
+	natstest.Eventually(t, 10*time.Second, func() error {
+		var err error
+		if d, err = natstest.Device(e.store, id); err != nil {
+			return err
+		}
+		if d.Alive != alive {
+			return fmt.Errorf("%s: alive = %v, want %v", id, d.Alive, alive)
+		}
+		return nil
+	})
+	return d
+}
+
+func (e env) put(t *testing.T, d fleet.Device) {
+	t.Helper()
+	_, err := e.store.UpdateDevice(natstest.Context(t), d.ID, func(r *fleet.Device) error {
+		*r = d
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func events(t *testing.T, st *fleet.Store, id string) string {
+	var out []string
+	for _, e := range natstest.Events(t, st, id) {
+		out = append(out, fmt.Sprintf("%s(%s)", e.Event, e.Detail))
+	}
+	return strings.Join(out, " ")
+}
+
+func TestHeartbeatsAndSilence(t *testing.T) {
+	e := setup(t)
+	e.start(t, false, 0)
+	const interval = 200 * time.Millisecond
+	stop := beating(t, e.agent, "pos-1", interval)
+	d := e.waitAlive(t, "pos-1", true)
+	if d.HeartbeatMS != interval.Milliseconds() || d.LastSeen.IsZero() {
+		t.Errorf("alive record: %+v", d)
+	}
+	// Heartbeats go on for a while: it stays alive (no flapping shows in
+	// the events below).
+	until := time.Now().Add(5 * interval)
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if time.Now().Before(until) {
+			return fmt.Errorf("still beating")
+		}
+		return nil
+	})
+	last := stop()
+	d = e.waitAlive(t, "pos-1", false)
+	if waited := time.Since(last); waited < 3*interval {
+		t.Errorf("notAlive %v after the last heartbeat, before three intervals (%v)", waited, 3*interval)
+	}
+	if d.LastSeen.Before(last.Add(-interval)) || d.LastSeen.After(last.Add(interval)) {
+		t.Errorf("LastSeen %v, last heartbeat sent %v", d.LastSeen, last)
+	}
+	if got, want := events(t, e.store, "pos-1"), "connected(heartbeat every 200ms) disconnected(heartbeat missed 3×200ms)"; got != want {
+		t.Errorf("events = %q, want %q", got, want)
+	}
+	// And back.
+	beat(t, e.agent, "pos-1", interval)
+	e.waitAlive(t, "pos-1", true)
+}
+
+func TestDisconnect(t *testing.T) {
+	e := setup(t)
+	e.start(t, true, 0)
+	const long = time.Minute // silence alone would take three minutes
+
+	dev := e.srv.Conn("dev-7")
+	e.beatUntilAlive(t, dev, "dev-7", long)
+
+	// dev-8 reconnects on a new connection; the old one closes after.
+	old := e.srv.Conn("dev-8")
+	e.beatUntilAlive(t, old, "dev-8", long)
+	renewed := e.srv.Conn("dev-8")
+	beat(t, renewed, "dev-8", long)
+
+	// A service's connection has a name that could be an id.
+	e.srv.Conn("thinfleet-web").Close()
+
+	start := time.Now()
+	old.Close()
+	dev.Close()
+	d := e.waitAlive(t, "dev-7", false)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("notAlive %v after the connection closed", took)
+	}
+	if got := events(t, e.store, "dev-7"); !strings.HasPrefix(got, "connected(heartbeat every 1m0s) disconnected(connection closed") {
+		t.Errorf("events = %q", got)
+	}
+	if d.LastSeen.IsZero() {
+		t.Error("LastSeen lost")
+	}
+	// dev-7's close was handled, so dev-8's old one, closed before, was.
+	if d, _ := natstest.Device(e.store, "dev-8"); !d.Alive {
+		t.Error("dev-8 notAlive after its replaced connection closed")
+	}
+	if _, err := natstest.Device(e.store, "thinfleet-web"); err == nil {
+		t.Error("a record for a service's connection")
+	}
+	renewed.Close()
+	e.waitAlive(t, "dev-8", false)
+}
+
+func TestRestart(t *testing.T) {
+	e := setup(t)
+	const interval = 200 * time.Millisecond
+	seen := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	e.put(t, fleet.Device{ID: "ghost", Alive: true, HeartbeatMS: interval.Milliseconds(), LastSeen: seen, Version: "1.0"})
+	e.put(t, fleet.Device{ID: "live", Alive: true, HeartbeatMS: interval.Milliseconds(), LastSeen: seen})
+	e.put(t, fleet.Device{ID: "off", Alive: false, LastSeen: seen})
+	beating(t, e.agent, "live", interval)
+
+	stop := e.start(t, false, 0)
+	start := time.Now()
+	ghost := e.waitAlive(t, "ghost", false)
+	if took := time.Since(start); took < 3*interval {
+		t.Errorf("ghost notAlive %v after start, before three intervals", took)
+	}
+	if !ghost.LastSeen.Equal(seen) || ghost.Version != "1.0" {
+		t.Errorf("ghost record changed beyond Alive: %+v", ghost)
+	}
+	if got := events(t, e.store, "ghost"); got != "disconnected(heartbeat missed 3×200ms)" {
+		t.Errorf("ghost events = %q", got)
+	}
+
+	// presence restarts while live keeps beating: no flip, no event.
+	stop()
+	e.start(t, false, 0)
+	e.waitAlive(t, "ghost", false)
+	e.beatUntilAlive(t, e.agent, "sync", interval) // heartbeats are handled in order
+	if d, _ := natstest.Device(e.store, "live"); !d.Alive {
+		t.Error("live went notAlive")
+	}
+	if got := events(t, e.store, "live"); got != "" {
+		t.Errorf("live events = %q, want none", got)
+	}
+	if d, _ := natstest.Device(e.store, "off"); d.Alive || !d.LastSeen.Equal(seen) {
+		t.Errorf("off changed: %+v", d)
+	}
+}
+
+func TestFlush(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	t.Run("every FlushEvery", func(t *testing.T) {
+		e := setup(t)
+		e.start(t, false, 300*time.Millisecond)
+		beating(t, e.agent, "pos-1", interval)
+		first := e.waitAlive(t, "pos-1", true).LastSeen
+		natstest.Eventually(t, 10*time.Second, func() error {
+			d, err := natstest.Device(e.store, "pos-1")
+			if err != nil {
+				return err
+			}
+			if d.LastSeen.Sub(first) < 300*time.Millisecond {
+				return fmt.Errorf("LastSeen %v, first %v", d.LastSeen, first)
+			}
+			return nil
+		})
+	})
+	t.Run("not on every heartbeat", func(t *testing.T) {
+		e := setup(t)
+		e.start(t, false, time.Hour)
+		first := e.beatUntilAlive(t, e.agent, "pos-1", time.Minute).LastSeen
+		for range 10 {
+			beat(t, e.agent, "pos-1", time.Minute)
+		}
+		// A device that goes silent right away turns notAlive on a sweep
+		// after the heartbeats above were handled.
+		beat(t, e.agent, "sync", wire.MinHeartbeat)
+		e.waitAlive(t, "sync", true)
+		e.waitAlive(t, "sync", false)
+		if d, _ := natstest.Device(e.store, "pos-1"); !d.LastSeen.Equal(first) || !d.Alive {
+			t.Errorf("pos-1 written again within FlushEvery: LastSeen %v, first %v", d.LastSeen, first)
+		}
+	})
+}
+
+func TestGarbage(t *testing.T) {
+	e := setup(t)
+	e.start(t, true, 0)
+	type counter struct{ kind, reason string }
+	want := map[counter]float64{
+		{"agent.heartbeat", "bad_json"}:    3,
+		{"agent.heartbeat", "invalid"}:     3,
+		{"agent.heartbeat", "too_large"}:   1,
+		{"agent.heartbeat", "bad_subject"}: 2,
+		{"sys.disconnect", "bad_json"}:     2,
+		{"sys.connect", "bad_json"}:        1,
+	}
+	before := map[counter]float64{}
+	for c := range want {
+		before[c] = natstest.Dropped(t, c.kind, c.reason)
+	}
+	random := make([]byte, 1024)
+	for i := range random {
+		random[i] = byte(rand.IntN(256))
+	}
+	sys := e.srv.SysConn()
+	e.beatUntilAlive(t, e.agent, "ready", time.Minute) // presence listens
+	for _, g := range []struct {
+		nc      *nats.Conn
+		subject string
+		data    []byte
+	}{
+		{e.agent, wire.HeartbeatSubject("pos-1"), random},
+		{e.agent, wire.HeartbeatSubject("pos-1"), nil},
+		{e.agent, wire.HeartbeatSubject("pos-1"), []byte(`{"interval_ms":"5s"}`)},
+		{e.agent, wire.HeartbeatSubject("pos-1"), []byte(`{}`)},
+		{e.agent, wire.HeartbeatSubject("pos-1"), []byte(`{"interval_ms":-1}`)},
+		{e.agent, wire.HeartbeatSubject("pos-1"), []byte(`{"interval_ms":9223372036854775807}`)},
+		{e.agent, wire.HeartbeatSubject("pos-1"), []byte(`{"interval_ms":1000,"pad":"` + strings.Repeat("x", 100<<10) + `"}`)},
+		{e.agent, "agent.heartbeat.bad!id", []byte(`{"interval_ms":1000}`)},
+		{e.agent, "agent.heartbeat." + strings.Repeat("x", 65), []byte(`{"interval_ms":1000}`)},
+		{sys, "$SYS.ACCOUNT.THINFLEET.DISCONNECT", random},
+		{sys, "$SYS.ACCOUNT.THINFLEET.DISCONNECT", []byte(`{"client":{"name":42}}`)},
+		{sys, "$SYS.ACCOUNT.THINFLEET.DISCONNECT", []byte(`{"client":{"name":"not an id!"}}`)},
+		{sys, "$SYS.ACCOUNT.THINFLEET.DISCONNECT", []byte(`{"client":{"name":"never-seen"}}`)},
+		{sys, "$SYS.ACCOUNT.THINFLEET.CONNECT", []byte(`{"client":`)},
+		{sys, "$SYS.ACCOUNT.THINFLEET.CONNECT", []byte(`{"client":{"name":"` + strings.Repeat("y", 100) + `"}}`)},
+	} {
+		if err := g.nc.Publish(g.subject, g.data); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A device connects and leaves: both come after the garbage.
+	dev := e.srv.Conn("pos-2")
+	e.beatUntilAlive(t, dev, "pos-2", time.Minute)
+	dev.Close()
+	e.waitAlive(t, "pos-2", false)
+
+	for c, n := range want {
+		if got := natstest.Dropped(t, c.kind, c.reason) - before[c]; got != n {
+			t.Errorf("dropped{%s,%s} grew by %v, want %v", c.kind, c.reason, got, n)
+		}
+	}
+	for _, id := range []string{"pos-1", "never-seen"} {
+		if _, err := natstest.Device(e.store, id); err == nil {
+			t.Errorf("garbage made a record for %s", id)
+		}
+	}
+}
+
+func TestNew(t *testing.T) {
+	e := setup(t)
+	nc := e.srv.Conn("x")
+	for _, o := range []presence.Options{
+		{Conn: nc},
+		{Store: e.store},
+		{Store: e.store, Conn: nc, Account: "A.B"},
+		{Store: e.store, Conn: nc, Account: "*"},
+	} {
+		if _, err := presence.New(o); err == nil {
+			t.Errorf("New(%+v): no error", o)
+		}
+	}
+}

@@ -1,0 +1,261 @@
+package web
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thinfleet/thinfleet/fleet"
+)
+
+// hub is the web's live view of the fleet. It holds every device in
+// memory, kept current by a watch of the devices bucket (the bucket stays
+// the truth; the hub is a cache that a restart rebuilds), so a page of
+// 10,000 devices is rendered without reading them all, and it tells the
+// open live streams about each change they show.
+//
+// It starts on first use. Its goroutines (the devices, catalog and
+// history watches and a ticker) run until Close, or until the store's
+// connection is closed; a watch that breaks starts again after a pause.
+type hub struct {
+	store *fleet.Store
+	log   *slog.Logger
+
+	start  sync.Once
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ready  chan struct{} // closed when the devices are first loaded
+
+	mu      sync.Mutex
+	synced  bool
+	devices map[string]fleet.Device
+	loading map[string]fleet.Device // a fresh watch's initial records
+	list    []fleet.Device          // devices by id; nil when stale
+	subs    map[*subscriber]struct{}
+}
+
+// topic is a kind of change a live stream asks to hear about.
+type topic uint8
+
+const (
+	topicDevices topic = 1 << iota
+	topicCatalog
+	topicHistory
+)
+
+// subscriber is one open live stream.
+type subscriber struct {
+	topics topic
+	device string        // only this device's changes, when set
+	ch     chan struct{} // cap 1: something changed since the last receive
+	seen   bool          // a last-seen-only change waits (guarded by hub.mu)
+}
+
+// seenEvery is how often a change of nothing but a device's last-seen time
+// is passed on. Presence writes one every 15s for every alive device; at
+// 10,000 devices, passing each on at once would refresh pages constantly.
+const seenEvery = 10 * time.Second
+
+// readyWait bounds how long a page waits for the first load before it
+// reads the store directly.
+const readyWait = 10 * time.Second
+
+func newHub(store *fleet.Store, log *slog.Logger) *hub {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &hub{
+		store: store, log: log, ctx: ctx, cancel: cancel,
+		ready: make(chan struct{}), subs: map[*subscriber]struct{}{},
+	}
+}
+
+func (h *hub) ensure() {
+	h.start.Do(func() {
+		if h.ctx.Err() != nil {
+			return
+		}
+		h.wg.Add(4)
+		go h.keep("devices", func(ctx context.Context) error { return h.store.WatchDevices(ctx, h.apply) })
+		go h.keep("catalog", func(ctx context.Context) error {
+			return h.store.WatchCatalog(ctx, func(fleet.Catalog) error { h.notify(topicCatalog, ""); return nil })
+		})
+		go h.keep("history", func(ctx context.Context) error {
+			return h.store.WatchEvents(ctx, func(e fleet.Event) { h.notify(topicHistory, e.Device) })
+		})
+		go h.tick()
+	})
+}
+
+// Close stops the hub and ends every live stream.
+func (h *hub) Close() {
+	h.cancel()
+	h.wg.Wait()
+}
+
+// keep runs watch until the hub stops, starting it again when it breaks.
+// When the store's connection is closed for good, it stops the hub.
+func (h *hub) keep(name string, watch func(context.Context) error) {
+	defer h.wg.Done()
+	for {
+		err := watch(h.ctx)
+		if h.ctx.Err() != nil {
+			return
+		}
+		if h.store.JetStream().Conn().IsClosed() {
+			h.log.Info("live view stops: the connection is closed", "watch", name)
+			h.cancel()
+			return
+		}
+		h.log.Warn("live watch ended, watching again", "watch", name, "err", err)
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (h *hub) tick() {
+	defer h.wg.Done()
+	t := time.NewTicker(seenEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		for s := range h.subs {
+			if s.seen {
+				s.seen = false
+				signal(s)
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+// apply takes one update of the devices watch.
+func (h *hub) apply(u fleet.DeviceUpdate) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id := u.Device.ID
+	switch {
+	case u.Initial:
+		if h.loading == nil {
+			h.loading = map[string]fleet.Device{}
+		}
+		h.loading[id] = u.Device
+		return nil
+	case u.Synced:
+		h.devices, h.loading, h.list = h.loading, nil, nil
+		if h.devices == nil {
+			h.devices = map[string]fleet.Device{}
+		}
+		if !h.synced {
+			h.synced = true
+			close(h.ready)
+		} else {
+			h.notifyLocked(topicDevices, "") // a watch started again: anything may have changed
+		}
+		return nil
+	case u.Deleted:
+		delete(h.devices, id)
+	default:
+		old, had := h.devices[id]
+		h.devices[id] = u.Device
+		if had && onlySeen(old, u.Device) {
+			h.list = nil
+			for s := range h.subs {
+				if s.topics&topicDevices != 0 && (s.device == "" || s.device == id) {
+					s.seen = true
+				}
+			}
+			return nil
+		}
+	}
+	h.list = nil
+	h.notifyLocked(topicDevices, id)
+	return nil
+}
+
+// onlySeen reports whether two records of a device differ in nothing but
+// the last-seen time.
+func onlySeen(a, b fleet.Device) bool {
+	a.LastSeen = b.LastSeen
+	return reflect.DeepEqual(a, b)
+}
+
+func (h *hub) notify(t topic, device string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.notifyLocked(t, device)
+}
+
+func (h *hub) notifyLocked(t topic, device string) {
+	for s := range h.subs {
+		if s.topics&t != 0 && (s.device == "" || device == "" || s.device == device) {
+			signal(s)
+		}
+	}
+}
+
+func signal(s *subscriber) {
+	select {
+	case s.ch <- struct{}{}:
+	default: // a change is already waiting; one refresh shows both
+	}
+}
+
+func (h *hub) subscribe(t topic, device string) *subscriber {
+	h.ensure()
+	s := &subscriber{topics: t, device: device, ch: make(chan struct{}, 1)}
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+func (h *hub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}
+
+// Devices returns every device, sorted by id. The slice is shared: the
+// caller must not change it.
+func (h *hub) Devices(ctx context.Context) ([]fleet.Device, error) {
+	h.ensure()
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	select {
+	case <-h.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-h.ctx.Done():
+		return h.storeDevices(ctx)
+	case <-t.C:
+		return h.storeDevices(ctx)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.list == nil {
+		h.list = make([]fleet.Device, 0, len(h.devices))
+		for _, d := range h.devices {
+			h.list = append(h.list, d)
+		}
+		slices.SortFunc(h.list, func(a, b fleet.Device) int { return strings.Compare(a.ID, b.ID) })
+	}
+	return h.list, nil
+}
+
+func (h *hub) storeDevices(ctx context.Context) ([]fleet.Device, error) {
+	ds, err := h.store.Devices(ctx)
+	slices.SortFunc(ds, func(a, b fleet.Device) int { return strings.Compare(a.ID, b.ID) })
+	return ds, err
+}

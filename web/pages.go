@@ -1,0 +1,140 @@
+package web
+
+import (
+	"bytes"
+	"net/http"
+	"time"
+
+	"github.com/a-h/templ"
+
+	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/web/pages"
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+// render writes a page. It renders into memory first, so a failure is a
+// clean error page rather than half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	var buf bytes.Buffer
+	if err := c.Render(r.Context(), &buf); err != nil {
+		s.pageError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (s *Server) pageError(w http.ResponseWriter, err error) {
+	s.log.Error("page failed", "err", err)
+	http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
+}
+
+// notices are the messages an action may leave for the page it leads to;
+// the URL names one, so no text from a URL reaches the page.
+var notices = map[string]string{
+	"offered":    "The target was offered again; the device installs it if it is listening.",
+	"up-to-date": "Nothing offered: the device already runs the target.",
+	"no-target":  "Nothing offered: there is no target version.",
+	"no-action":  "Nothing offered: this server cannot publish offers.",
+}
+
+func frame(r *http.Request, title, nav, live string) pages.Frame {
+	return pages.Frame{Title: title, Nav: nav, Live: live, Now: time.Now(), Notice: notices[r.URL.Query().Get("notice")]}
+}
+
+func (s *Server) handleOverview() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		devices, err := s.hub.Devices(ctx)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		c, err := s.opts.Store.Catalog(ctx)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		events, _, err := s.opts.Store.EventPage(ctx, fleet.EventFilter{}, 0, 10)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		vs := newVersions(c.Target)
+		v := pages.OverviewView{
+			Frame: frame(r, "Overview", "overview", liveURL("devices,catalog,history", "")),
+			Total: len(devices), Target: c.Target, Versions: vs.counts(devices), Events: events,
+		}
+		for _, d := range devices {
+			if d.Alive {
+				v.Alive++
+			}
+			switch vs.mark(d.Version) {
+			case pages.UpToDate:
+				v.UpToDate++
+			case pages.Outdated:
+				v.Outdated++
+			}
+			if pages.Running(d.Install) {
+				v.Installing = append(v.Installing, d)
+			}
+		}
+		s.render(w, r, http.StatusOK, pages.Overview(v))
+	})
+}
+
+func (s *Server) handleClients() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		devices, err := s.hub.Devices(ctx)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		c, err := s.opts.Store.Catalog(ctx)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, devices, c.Target)))
+	})
+}
+
+// clientsView selects, sorts and cuts one page of devices.
+func clientsView(r *http.Request, devices []fleet.Device, target string) pages.ClientsView {
+	q := pages.ParseClientsQuery(r.URL.Query())
+	vs := newVersions(target)
+	sel := selectClients(devices, q, vs)
+	v := pages.ClientsView{
+		Frame: frame(r, "Clients", "clients", liveURL("devices,catalog", "")),
+		Query: q, Matching: len(sel), Total: len(devices), Target: target,
+		Pages: max(1, (len(sel)+q.Per-1)/q.Per),
+	}
+	v.Query.Page = min(q.Page, v.Pages)
+	from := (v.Query.Page - 1) * q.Per
+	for _, d := range sel[from:min(from+q.Per, len(sel))] {
+		v.Rows = append(v.Rows, pages.ClientRow{Device: d, Mark: vs.mark(d.Version)})
+	}
+	for _, c := range vs.counts(devices) {
+		if c.Version != "" {
+			v.Versions = append(v.Versions, c.Version)
+		}
+	}
+	return v
+}
+
+// offerNote says why the offer action is not available for d, or "".
+func (s *Server) offerNote(d fleet.Device, c fleet.Catalog) string {
+	target, ok := c.TargetRelease()
+	switch {
+	case s.opts.Conn == nil:
+		return "This server cannot publish offers."
+	case !ok:
+		return "There is no target version to offer."
+	case !wire.Newer(target.Version, d.Version):
+		return "The device already runs the target."
+	}
+	return ""
+}

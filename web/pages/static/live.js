@@ -1,0 +1,92 @@
+// live.js keeps a thinfleet page current without a reload. The server
+// sends a "change" event on the page's one Server-Sent Events stream
+// whenever something the page shows changed; the script then fetches the
+// page again and swaps in the parts marked data-region. Every page works
+// without it: a reload shows the truth.
+"use strict";
+
+(function () {
+	var state = document.getElementById("live-state");
+
+	function show(text, off) {
+		if (!state) return;
+		state.hidden = false;
+		state.textContent = text;
+		state.classList.toggle("off", !!off);
+	}
+
+	// Relative times, in the words the server uses.
+	function ago(t, now) {
+		var s = Math.floor((now - t) / 1000);
+		if (s < 1) return "just now";
+		if (s < 60) return s + " s ago";
+		if (s < 3600) return Math.floor(s / 60) + " min ago";
+		if (s < 48 * 3600) return Math.floor(s / 3600) + " h ago";
+		return Math.floor(s / 86400) + " d ago";
+	}
+	function tick() {
+		var now = Date.now();
+		document.querySelectorAll("time[data-ago]").forEach(function (el) {
+			var t = Date.parse(el.getAttribute("datetime"));
+			if (!isNaN(t)) el.textContent = ago(t, now);
+		});
+	}
+	setInterval(tick, 1000);
+
+	// Filters apply as soon as they change.
+	document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+		form.addEventListener("change", function (e) {
+			if (e.target.matches("select, input[type=checkbox]")) form.requestSubmit();
+		});
+	});
+
+	var src = document.body.getAttribute("data-live");
+	if (!src || !window.EventSource || !window.fetch) return;
+
+	var busy = false, again = false, stream;
+
+	// swap replaces each region that the fresh page shows differently.
+	function swap(html) {
+		var doc = new DOMParser().parseFromString(html, "text/html");
+		document.querySelectorAll("[data-region]").forEach(function (el) {
+			var fresh = doc.getElementById(el.id);
+			if (fresh && fresh.innerHTML !== el.innerHTML) {
+				el.replaceWith(document.adoptNode(fresh));
+			}
+		});
+		tick();
+	}
+
+	function refresh() {
+		if (busy) { again = true; return; }
+		busy = true;
+		fetch(location.href, { credentials: "same-origin", cache: "no-store", headers: { "Accept": "text/html" } })
+			.then(function (r) {
+				if (r.redirected && new URL(r.url).pathname === "/login") {
+					stream.close();
+					show("signed out, reload to sign in", true);
+					return;
+				}
+				if (!r.ok) throw new Error(r.status);
+				return r.text().then(swap);
+			})
+			.catch(function () { show("update failed, retrying", true); again = true; })
+			.finally(function () {
+				busy = false;
+				if (again) { again = false; setTimeout(refresh, 300); }
+			});
+	}
+
+	stream = new EventSource(src);
+	stream.addEventListener("open", function () { show("live"); });
+	stream.addEventListener("change", refresh);
+	stream.addEventListener("error", function () {
+		show(stream.readyState === EventSource.CLOSED ? "not live, reload the page" : "reconnecting", true);
+	});
+	// A reconnected stream may have missed changes: catch up at once.
+	var opened = false;
+	stream.addEventListener("open", function () {
+		if (opened) refresh();
+		opened = true;
+	});
+})();

@@ -1,0 +1,136 @@
+package pages
+
+import (
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/thinfleet/thinfleet/fleet"
+)
+
+// Frame is what every page's frame needs.
+type Frame struct {
+	Title string
+	// Nav names the current navigation item: overview, clients, history,
+	// updates or downloads.
+	Nav string
+	// Live is the URL of the page's live stream; empty for none.
+	Live string
+	// Now is when the page was rendered; relative times count from it.
+	Now time.Time
+	// Notice is a message about the action just done, if any.
+	Notice string
+}
+
+// Mark says how a device's version stands against the target.
+type Mark int
+
+// The marks.
+const (
+	NoTarget Mark = iota // nothing is offered, so nothing is outdated
+	UpToDate
+	Outdated
+)
+
+// OverviewView is the Overview page.
+type OverviewView struct {
+	Frame
+	Total, Alive, UpToDate, Outdated int
+	Target                           string
+	Versions                         []VersionCount
+	Installing                       []fleet.Device
+	Events                           []fleet.Event
+}
+
+// VersionCount is how many devices run one version.
+type VersionCount struct {
+	Version string // empty for devices with no version yet
+	Count   int
+	Target  bool
+}
+
+// ClientRow is one device on the Clients page.
+type ClientRow struct {
+	fleet.Device
+	Mark Mark
+}
+
+// ClientsView is the Clients page.
+type ClientsView struct {
+	Frame
+	Query ClientsQuery
+	Rows  []ClientRow
+	// Matching is how many devices the query selects, of Total.
+	Matching, Total int
+	Pages           int
+	Versions        []string // every version some device runs, for the filter
+	Target          string
+}
+
+// ClientView is the Client detail page.
+type ClientView struct {
+	Frame
+	Device fleet.Device
+	Mark   Mark
+	Target string
+	// OfferNote says why the offer action is not available; empty when
+	// it is.
+	OfferNote string
+	Events    []fleet.Event
+	// OlderEvents is the URL of the device's older events; empty when
+	// Events are all of them.
+	OlderEvents string
+}
+
+// HistoryView is the Update history page.
+type HistoryView struct {
+	Frame
+	Device, Event, Version string
+	Kinds                  []fleet.EventKind
+	Events                 []fleet.Event
+	// Older and Newest are the URLs of the next page and of the first;
+	// empty when there is none.
+	Older, Newest string
+	Error         string
+}
+
+// ReleaseRow is one release on the Available updates and Downloads pages.
+type ReleaseRow struct {
+	fleet.Release
+	Target  bool
+	Devices int    // devices running this version
+	URL     string // where to download it
+}
+
+// UpdatesView is the Available updates page.
+type UpdatesView struct {
+	Frame
+	Releases             []ReleaseRow
+	Refused              []fleet.Refused
+	Target, TargetReason string
+	// Versions counts every version devices run, released or not.
+	Versions []VersionCount
+	Scanned  time.Time
+}
+
+// DownloadsView is the Downloads page.
+type DownloadsView struct {
+	Frame
+	Releases []ReleaseRow
+}
+
+// LoginView is the login form.
+type LoginView struct {
+	Next  string
+	Error string
+}
+
+// HistoryURL is the Update history filtered to one device.
+func HistoryURL(device string) string {
+	return "/history?" + url.Values{"device": {device}}.Encode()
+}
+
+// ClientURL is a device's detail page.
+func ClientURL(id string) string { return "/clients/" + url.PathEscape(id) }
+
+func itoa[T int | int64 | uint64](n T) string { return strconv.FormatInt(int64(n), 10) }
