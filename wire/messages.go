@@ -42,10 +42,11 @@ type Interface struct {
 }
 
 // Fingerprint returns the hardware with the fields that change on their
-// own (free disk space) cleared, so two reports of the same machine
-// compare equal.
+// own (free disk space, boot time) cleared, so two reports of the same
+// machine compare equal.
 func (h Hardware) Fingerprint() Hardware {
 	f := h
+	f.BootTime = time.Time{}
 	f.Disks = make([]Disk, len(h.Disks))
 	for i, d := range h.Disks {
 		d.Free = 0

@@ -22,7 +22,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"version"}, false, "thinfleet dev", ""},
 		{nil, true, "", "Usage:"},
 		{[]string{"launch"}, true, "", "Usage:"},
-		{[]string{"server", "-h"}, false, "", "--public-url"},
+		{[]string{"server", "-h"}, false, "", "-public-url"},
 		{[]string{"server", "--log-format", "xml", "--data", "x"}, true, "", ""},
 		{[]string{"server", "extra"}, true, "", ""},
 	}
