@@ -151,10 +151,11 @@ func (a *Agent) ID() string { return a.id }
 // Run connects to the server and works until ctx ends: heartbeats,
 // hardware and version reports, and installs of the offers it receives.
 // Connection failures are retried forever, so Run returns only when ctx
-// ends (nil), or at once with an error if the state folder is unusable.
-// All of its goroutines have ended when it returns; an install still
-// running at that moment is stopped, and reported as interrupted at the
-// next start. Run may be called once.
+// ends (nil), or at once with an error if the state folder or the server
+// URL is unusable. All of its goroutines have ended when it returns. An
+// install still running is stopped: a command cut short is reported as
+// interrupted at the next start, a download resumes at the next offer.
+// Run may be called once.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.recoverState(); err != nil {
 		return err

@@ -199,7 +199,9 @@ func (b *Broker) Shutdown() {
 // slogAdapter routes nats-server's log to slog.
 type slogAdapter struct{ log *slog.Logger }
 
-func (a slogAdapter) Noticef(format string, v ...any) { a.log.Info(fmt.Sprintf(format, v...)) }
+// Noticef logs at debug: the server's notices are its start-up banner and
+// routine connection news, noise in thinfleet's log.
+func (a slogAdapter) Noticef(format string, v ...any) { a.log.Debug(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Warnf(format string, v ...any)   { a.log.Warn(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Fatalf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Errorf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }

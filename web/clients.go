@@ -91,15 +91,12 @@ func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions) [
 		}
 	}
 	by := columnOrder(q.Sort, vs, out)
-	slices.SortStableFunc(out, func(a, b fleet.Device) int {
+	slices.SortFunc(out, func(a, b fleet.Device) int {
 		c := by(a, b)
-		if c == 0 {
-			c = strings.Compare(a.ID, b.ID)
-		}
 		if q.Desc {
-			return -c
+			c = -c
 		}
-		return c
+		return cmp.Or(c, strings.Compare(a.ID, b.ID))
 	})
 	return out
 }

@@ -184,3 +184,10 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 	}
 	t.Fatalf("%s: not within %s; last seen: %s", what, timeout, seen)
 }
+
+// rows is each table row of sel as its cells' texts joined by "|".
+func rows(sel *goquery.Selection) []string {
+	var out []string
+	sel.Each(func(_ int, tr *goquery.Selection) { out = append(out, strings.Join(texts(tr.Find("td")), "|")) })
+	return out
+}

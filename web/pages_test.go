@@ -107,8 +107,8 @@ func TestClientDetail(t *testing.T) {
 	if got := texts(doc.Find("#install .badge")); !slices.Contains(got, "failed") {
 		t.Errorf("install state badges = %v, want failed", got)
 	}
-	if got := texts(doc.Find("#storage tbody tr")); !slices.Contains(got, "/ ext4 120 GiB 80.0 GiB") ||
-		!slices.Contains(got, "eth0 52:54:00:12:34:56 192.168.10.21/24fe80::5054:ff:fe12:3456/64") {
+	if got := rows(doc.Find("#storage tbody tr")); !slices.Contains(got, "/|ext4|120 GiB|80.0 GiB") ||
+		!slices.Contains(got, "eth0|52:54:00:12:34:56|192.168.10.21/24fe80::5054:ff:fe12:3456/64") {
 		t.Errorf("disks and interfaces = %q", got)
 	}
 	timeline := texts(doc.Find("#timeline li .badge"))

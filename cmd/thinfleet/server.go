@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,7 +66,7 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	}
 	g.Go(func() error { return serveHTTP(gctx, srv, ln) })
 
-	printBanner(stdout, o, b.ClientURL(), ln.Addr(), sec)
+	printBanner(stdout, o, advertisedNATS(o.publicURL, b.Addr()), sec)
 	log.Info("thinfleet server running", "version", version, "nats", b.ClientURL(), "http", ln.Addr().String())
 	err = g.Wait()
 	log.Info("thinfleet server stopped")
@@ -126,9 +128,23 @@ func publicURL(flagValue string, addr net.Addr) string {
 	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
 }
 
-func printBanner(w io.Writer, o *options, natsURL string, httpAddr net.Addr, sec secrets) {
+// advertisedNATS is the URL agents use: the public URL's host with the
+// broker's port.
+func advertisedNATS(public string, addr net.Addr) string {
+	host := "localhost"
+	if u, err := url.Parse(public); err == nil && u.Hostname() != "" {
+		host = u.Hostname()
+	}
+	port := 4222
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		port = tcp.Port
+	}
+	return "nats://" + net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+func printBanner(w io.Writer, o *options, natsURL string, sec secrets) {
 	fmt.Fprintf(w, "thinfleet server %s\n", version)
-	fmt.Fprintf(w, "  api and downloads: http://%s  (links as %s)\n", httpAddr, o.publicURL)
+	fmt.Fprintf(w, "  api and downloads: %s\n", o.publicURL)
 	fmt.Fprintf(w, "  agents connect to: %s\n", natsURL)
 	fmt.Fprintf(w, "  updates folder:    %s\n", o.updates)
 	fmt.Fprintf(w, "  data folder:       %s\n", o.data)

@@ -46,7 +46,7 @@ func Client(v ClientView) templ.Component {
 			}
 			ctx = templ.InitializeContext(ctx)
 			d := v.Device
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<section id=\"summary\" data-region><p>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<section id=\"summary\" data-region><p class=\"tags\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
