@@ -22,8 +22,9 @@ import (
 // history watches and a ticker) run until Close, or until the store's
 // connection is closed; a watch that breaks starts again after a pause.
 type hub struct {
-	store *fleet.Store
-	log   *slog.Logger
+	store     *fleet.Store
+	log       *slog.Logger
+	seenEvery time.Duration
 
 	start  sync.Once
 	ctx    context.Context // ends at Close
@@ -68,7 +69,7 @@ const readyWait = 10 * time.Second
 func newHub(store *fleet.Store, log *slog.Logger) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &hub{
-		store: store, log: log, ctx: ctx, cancel: cancel,
+		store: store, log: log, seenEvery: seenEvery, ctx: ctx, cancel: cancel,
 		ready: make(chan struct{}), subs: map[*subscriber]struct{}{},
 	}
 }
@@ -121,7 +122,7 @@ func (h *hub) keep(name string, watch func(context.Context) error) {
 
 func (h *hub) tick() {
 	defer h.wg.Done()
-	t := time.NewTicker(seenEvery)
+	t := time.NewTicker(h.seenEvery)
 	defer t.Stop()
 	for {
 		select {
