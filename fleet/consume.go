@@ -34,11 +34,21 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// AgentMessageRate and AgentMessageBurst bound what one device may send
+// through the agent stream: far above what an agent sends (a few progress
+// statuses a second during an install), far below a flood.
+const (
+	AgentMessageRate  = 20
+	AgentMessageBurst = 100
+)
+
 // ConsumeAgent delivers the agent messages on subjects to handle, through a
 // durable consumer called name, so that a service that was down gets every
 // message it missed. A message handle fails with a Permanent error (or whose
 // subject is not a device subject) is logged, counted and dropped; any
-// other error redelivers it after a pause. It returns when ctx ends.
+// other error redelivers it after a pause. A device sending more than
+// AgentMessageRate messages a second has the excess dropped and counted, so
+// a flooding agent does not hold up the others. It returns when ctx ends.
 func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string, subjects []string, handle func(context.Context, AgentMessage) error) error {
 	cons, err := s.agent.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: name, FilterSubjects: subjects,
@@ -48,6 +58,7 @@ func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string,
 	if err != nil {
 		return fmt.Errorf("%s: create consumer: %w", name, err)
 	}
+	limiter := NewDeviceLimiter(AgentMessageRate, AgentMessageBurst)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -58,6 +69,14 @@ func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string,
 		if err != nil {
 			log.Warn("dropped message", "service", name, "subject", m.Subject(), "err", err)
 			metrics.Dropped(string(kind), "bad_subject")
+			_ = m.Term()
+			return
+		}
+		if ok, warn := limiter.Allow(id); !ok {
+			if warn {
+				log.Warn("device over its message rate; dropping its messages", "service", name, "device", id, "kind", kind)
+			}
+			metrics.Dropped(string(kind), "rate_limited")
 			_ = m.Term()
 			return
 		}

@@ -73,10 +73,17 @@ type Service struct {
 	flushEvery time.Duration
 
 	in chan input // from NATS callbacks to Run's goroutine
+	// limiter drops a device's heartbeats past what any interval allows,
+	// before they reach Run's goroutine, so a flood cannot delay others.
+	limiter *fleet.DeviceLimiter
 	// The fields below belong to Run's goroutine.
 	devices    map[string]*device
 	pauseUntil time.Time // no store writes before, after a failed one
 }
+
+// heartbeatRate is the most heartbeats a second one device may send: one
+// per wire.MinHeartbeat.
+const heartbeatRate = float64(time.Second / wire.MinHeartbeat)
 
 // New checks opts and returns a service ready to Run.
 func New(opts Options) (*Service, error) {
@@ -99,6 +106,7 @@ func New(opts Options) (*Service, error) {
 		log: opts.Log, store: opts.Store, nc: opts.Conn, sys: opts.SysConn,
 		account: opts.Account, flushEvery: opts.FlushEvery,
 		in: make(chan input, 1024), devices: map[string]*device{},
+		limiter: fleet.NewDeviceLimiter(heartbeatRate, int(2*heartbeatRate)),
 	}, nil
 }
 

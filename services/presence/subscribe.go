@@ -96,6 +96,13 @@ func (s *Service) heartbeat(ctx context.Context, m *nats.Msg) {
 		metrics.Dropped(string(wire.KindHeartbeat), "bad_subject")
 		return
 	}
+	if ok, warn := s.limiter.Allow(id); !ok {
+		if warn {
+			s.log.Warn("device over its heartbeat rate; dropping its heartbeats", "device", id)
+		}
+		metrics.Dropped(string(kind), "rate_limited")
+		return
+	}
 	hb, err := wire.Decode[wire.Heartbeat](m.Data)
 	if err != nil {
 		s.log.Warn("dropped heartbeat", "device", id, "err", err)
