@@ -23,6 +23,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,10 @@ type Options struct {
 	// Limits bound what an update package may expand to; fields left zero
 	// take bundle.DefaultLimits.
 	Limits bundle.Limits
+	// CA is a PEM file of the certificate authority that signed the
+	// server's TLS certificates, for the broker and the downloads; empty
+	// trusts the system's authorities.
+	CA string
 	// AgentVersion is the agent binary's own version, sent with the
 	// hardware report.
 	AgentVersion string
@@ -121,6 +126,18 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: create state folder: %w", err)
 	}
 	opts.StateDir = dir
+	var roots *x509.CertPool
+	if opts.CA != "" {
+		pem, err := os.ReadFile(opts.CA)
+		if err != nil {
+			return nil, fmt.Errorf("agent: CA: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("agent: CA %s: no PEM certificate in it", opts.CA)
+		}
+	}
+	httpClient := newHTTPClient(roots)
 	id, err := resolveID(opts.ID, dir)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -137,7 +154,7 @@ func New(opts Options) (*Agent, error) {
 		dirs:      newLayout(dir),
 		store:     st,
 		out:       newOutbox(log),
-		http:      newHTTPClient(),
+		http:      httpClient,
 		reportNow: make(chan struct{}, 1),
 		wake:      make(chan struct{}, 1),
 	}

@@ -62,6 +62,9 @@ func connect(o Options, id string, log *slog.Logger, onConnect func()) (*nats.Co
 			log.Warn("nats error", "err", err)
 		}),
 	}
+	if o.CA != "" {
+		opts = append(opts, nats.RootCAs(o.CA))
+	}
 	if o.EnrollToken != "" {
 		opts = append(opts, nats.UserInfo(agentUser, o.EnrollToken))
 	}

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -35,8 +37,13 @@ func permanent(format string, args ...any) error {
 
 var errStalled = errors.New("no data received for " + stallTimeout.String())
 
-func newHTTPClient() *http.Client {
+// newHTTPClient returns the client downloads go through, trusting roots
+// (nil: the system's authorities) for https links.
+func newHTTPClient(roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	t.ResponseHeaderTimeout = 30 * time.Second
 	// Byte offsets must be the file's, for Range requests to resume it.
 	t.DisableCompression = true

@@ -6,6 +6,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +49,10 @@ type Options struct {
 	ServiceToken string
 	// EnrollToken is the password agents connect with.
 	EnrollToken string
-	Log         *slog.Logger
+	// TLS, when set, is required of every network client (in-process
+	// connections need none).
+	TLS *tls.Config
+	Log *slog.Logger
 }
 
 // Broker is a running embedded NATS server.
@@ -97,6 +101,9 @@ func Start(opts Options) (*Broker, error) {
 	// saw acknowledged survives kill -9 of the server.
 	sopts.SyncAlways = true
 	sopts.MaxPayload = 1 << 20
+	if opts.TLS != nil {
+		sopts.TLSConfig, sopts.TLS, sopts.TLSTimeout = opts.TLS, true, 5
+	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

@@ -60,16 +60,18 @@ type server struct {
 	exited   chan struct{}
 	natsAddr string
 	httpAddr string
+	// client makes the API calls; it trusts the test's CA under TLS.
+	client *http.Client
 }
 
 var (
 	natsLine = regexp.MustCompile(`agents connect to: nats://(\S+)`)
-	httpLine = regexp.MustCompile(`api and downloads: http://(\S+)`)
+	httpLine = regexp.MustCompile(`api and downloads: (https?://\S+)`)
 )
 
 // startServer starts the server on data and updates folders, on the given
 // addresses ("127.0.0.1:0" picks free ports), and waits until it is up.
-func startServer(t *testing.T, data, updates, natsAddr, httpAddr string) *server {
+func startServer(t *testing.T, data, updates, natsAddr, httpAddr string, extra ...string) *server {
 	t.Helper()
 	s := &server{t: t, data: data, updates: updates, exited: make(chan struct{})}
 	s.logPath = filepath.Join(t.TempDir(), "server.log")
@@ -77,8 +79,8 @@ func startServer(t *testing.T, data, updates, natsAddr, httpAddr string) *server
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(filepath.Join(binDir, "thinfleet"), "server",
-		"--data", data, "--updates", updates, "--nats", natsAddr, "--http", httpAddr, "--rescan", "2s")
+	s.cmd = exec.Command(filepath.Join(binDir, "thinfleet"),
+		append([]string{"server", "--data", data, "--updates", updates, "--nats", natsAddr, "--http", httpAddr, "--rescan", "2s"}, extra...)...)
 	s.cmd.Env = append(os.Environ(), "THINFLEET_ADMIN_TOKEN="+adminToken, "THINFLEET_ENROLL_TOKEN="+enrollToken)
 	s.cmd.Stderr = logf
 	out, err := s.cmd.StdoutPipe()
@@ -111,7 +113,8 @@ func startServer(t *testing.T, data, updates, natsAddr, httpAddr string) *server
 				s.natsAddr = m[1]
 			}
 			if m := httpLine.FindStringSubmatch(l); m != nil {
-				s.httpAddr = m[1]
+				s.httpURL = m[1]
+				s.httpAddr = strings.TrimPrefix(strings.TrimPrefix(m[1], "http://"), "https://")
 			}
 		case <-s.exited:
 			t.Fatalf("server exited at start; log:\n%s", readFile(s.logPath))
@@ -120,7 +123,6 @@ func startServer(t *testing.T, data, updates, natsAddr, httpAddr string) *server
 		}
 	}
 	s.natsURL = "nats://" + s.natsAddr
-	s.httpURL = "http://" + s.httpAddr
 	return s
 }
 
@@ -141,7 +143,11 @@ func (s *server) dumpLogOnFailure() {
 func (s *server) get(path string, v any) error {
 	req, _ := http.NewRequest("GET", s.httpURL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
+	client := s.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -162,7 +168,7 @@ type agent struct {
 	exited  chan struct{}
 }
 
-func startAgent(t *testing.T, id, natsURL, state string) *agent {
+func startAgent(t *testing.T, id, natsURL, state string, extra ...string) *agent {
 	t.Helper()
 	a := &agent{id: id, state: state, exited: make(chan struct{})}
 	a.logPath = filepath.Join(t.TempDir(), id+".log")
@@ -171,7 +177,7 @@ func startAgent(t *testing.T, id, natsURL, state string) *agent {
 		t.Fatal(err)
 	}
 	a.cmd = exec.Command(filepath.Join(binDir, "thinfleet-agent"),
-		"--server", natsURL, "--state", state, "--id", id, "--heartbeat", "1s")
+		append([]string{"--server", natsURL, "--state", state, "--id", id, "--heartbeat", "1s"}, extra...)...)
 	a.cmd.Env = append(os.Environ(), "THINFLEET_ENROLL_TOKEN="+enrollToken)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {

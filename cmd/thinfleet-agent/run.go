@@ -54,6 +54,7 @@ type options struct {
 	heartbeat, commandTimeout      time.Duration
 	logFormat, logLevel            string
 	version                        bool
+	ca                             string
 }
 
 // noEnv are the flags not read from the environment: install commands
@@ -70,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.state, "state", defaultStateDir(os.Geteuid(), getenv), "`folder` for the agent's id, state, downloads and installed packages")
 	fs.StringVar(&o.id, "id", "", "this machine's device `ID` (default: generated once from the host name and kept in the state folder)")
 	fs.StringVar(&o.enrollToken, "enroll-token", "", "the `token` the server gave for agents (better set as THINFLEET_ENROLL_TOKEN)")
+	fs.StringVar(&o.ca, "ca", "", "PEM `file` of the authority that signed the server's TLS certificate (default: the system's)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", agent.DefaultHeartbeat, "time between heartbeats; the server counts the agent gone after three missed")
 	fs.DurationVar(&o.commandTimeout, "command-timeout", agent.DefaultCommandTimeout, "stop an install command that runs longer than this")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -95,6 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		StateDir:       o.state,
 		ID:             o.id,
 		EnrollToken:    o.enrollToken,
+		CA:             o.ca,
 		Heartbeat:      o.heartbeat,
 		CommandTimeout: o.commandTimeout,
 		AgentVersion:   version,

@@ -18,8 +18,11 @@ type options struct {
 	natsURL      string
 	publicURL    string
 	serviceToken string
+	ca           string
 	serverName   string
 	rescan       time.Duration
+	tlsCert      string
+	tlsKey       string
 	logFormat    string
 	logLevel     string
 }
@@ -53,9 +56,14 @@ func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
 	if groups&flagNATSURL != 0 {
 		fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server(s) to use, comma separated")
 		fs.StringVar(&o.serviceToken, "service-token", "", "password of the broker's service user (THINFLEET_SERVICE_TOKEN)")
+		fs.StringVar(&o.ca, "ca", "", "PEM `file` of the authority that signed the broker's TLS certificate (default: the system's)")
 	}
 	if groups&flagPublicURL != 0 {
 		fs.StringVar(&o.publicURL, "public-url", "", "base URL of download links as agents reach it (default: http://<host name>:<http port>)")
+	}
+	if groups&(flagNATSListen|flagHTTP) != 0 {
+		fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file`: serve the broker and HTTP over TLS (with --tls-key)")
+		fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` of --tls-cert")
 	}
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 
@@ -37,8 +36,12 @@ func networkDialer(o *options) (dialer, error) {
 	}
 	conn := func(user string) func(string) (*nats.Conn, error) {
 		return func(name string) (*nats.Conn, error) {
-			nc, err := nats.Connect(o.natsURL, nats.Name(name), nats.UserInfo(user, o.serviceToken),
-				nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+			opts := []nats.Option{nats.Name(name), nats.UserInfo(user, o.serviceToken),
+				nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}
+			if o.ca != "" {
+				opts = append(opts, nats.RootCAs(o.ca))
+			}
+			nc, err := nats.Connect(o.natsURL, opts...)
 			if err != nil {
 				return nil, fmt.Errorf("connect to %s: %w", o.natsURL, err)
 			}
@@ -163,11 +166,14 @@ func runAlone(name string) func(context.Context, *options, *slog.Logger, func(st
 			if admin == "" {
 				return errors.New("web: set THINFLEET_ADMIN_TOKEN, the token the API asks for")
 			}
-			ln, err := net.Listen("tcp", o.http)
+			tlsConf, err := o.tlsConfig()
 			if err != nil {
-				return fmt.Errorf("listen for http: %w", err)
+				return err
 			}
-			o.publicURL = publicURL(o.publicURL, ln.Addr())
+			ln, err := o.listenHTTP(tlsConf)
+			if err != nil {
+				return err
+			}
 			h, err := newWeb(ctx, d, o, admin, log)
 			if err != nil {
 				ln.Close()

@@ -103,7 +103,7 @@ func TestPublicURL(t *testing.T) {
 		{"", &net.TCPAddr{IP: net.IPv6unspecified, Port: 81}, "http://" + net.JoinHostPort(host, "81")},
 	}
 	for _, tt := range tests {
-		if got := publicURL(tt.flag, tt.addr); got != tt.want {
+		if got := publicURL(tt.flag, "http", tt.addr); got != tt.want {
 			t.Errorf("publicURL(%q, %v) = %q, want %q", tt.flag, tt.addr, got, tt.want)
 		}
 	}

@@ -32,20 +32,23 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	if err := os.MkdirAll(o.updates, 0o755); err != nil {
 		return fmt.Errorf("make updates folder: %w", err)
 	}
+	tlsConf, err := o.tlsConfig()
+	if err != nil {
+		return err
+	}
 	b, err := broker.Start(broker.Options{
 		DataDir: o.data, Listen: o.nats, ServerName: o.serverName,
-		ServiceToken: sec.service, EnrollToken: sec.enroll, Log: log,
+		ServiceToken: sec.service, EnrollToken: sec.enroll, TLS: tlsConf, Log: log,
 	})
 	if err != nil {
 		return err
 	}
 	defer b.Shutdown()
-	ln, err := net.Listen("tcp", o.http)
+	ln, err := o.listenHTTP(tlsConf)
 	if err != nil {
-		return fmt.Errorf("listen for http: %w", err)
+		return err
 	}
 	defer ln.Close()
-	o.publicURL = publicURL(o.publicURL, ln.Addr())
 	o.serviceToken = sec.service
 
 	d := dialer{
@@ -78,9 +81,13 @@ func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	if err != nil {
 		return err
 	}
+	tlsConf, err := o.tlsConfig()
+	if err != nil {
+		return err
+	}
 	b, err := broker.Start(broker.Options{
 		DataDir: o.data, Listen: o.nats, ServerName: o.serverName,
-		ServiceToken: sec.service, EnrollToken: sec.enroll, Log: log,
+		ServiceToken: sec.service, EnrollToken: sec.enroll, TLS: tlsConf, Log: log,
 	})
 	if err != nil {
 		return err
@@ -109,14 +116,15 @@ func serveHTTP(ctx context.Context, h http.Handler, ln net.Listener) error {
 }
 
 // publicURL is the base of download links: the flag when given, else the
-// listener's address with the machine's host name for an unspecified IP.
-func publicURL(flagValue string, addr net.Addr) string {
+// listener's address (scheme http or https) with the machine's host name
+// for an unspecified IP.
+func publicURL(flagValue, scheme string, addr net.Addr) string {
 	if flagValue != "" {
 		return strings.TrimRight(flagValue, "/")
 	}
 	tcp, _ := addr.(*net.TCPAddr)
 	if tcp == nil {
-		return "http://localhost:8080"
+		return scheme + "://localhost:8080"
 	}
 	host := tcp.IP.String()
 	if tcp.IP.IsUnspecified() {
@@ -125,7 +133,7 @@ func publicURL(flagValue string, addr net.Addr) string {
 			host = h
 		}
 	}
-	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
+	return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
 }
 
 // advertisedNATS is the URL agents use: the public URL's host with the

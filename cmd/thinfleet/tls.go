@@ -1,0 +1,39 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// tlsConfig loads --tls-cert and --tls-key; nil when neither is given.
+func (o *options) tlsConfig() (*tls.Config, error) {
+	if o.tlsCert == "" && o.tlsKey == "" {
+		return nil, nil
+	}
+	if o.tlsCert == "" || o.tlsKey == "" {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// listenHTTP listens on --http, over TLS when cfg is set, and fills in the
+// public URL from the listener when none was given.
+func (o *options) listenHTTP(cfg *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", o.http)
+	if err != nil {
+		return nil, fmt.Errorf("listen for http: %w", err)
+	}
+	scheme := "http"
+	if cfg != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, cfg)
+	}
+	o.publicURL = publicURL(o.publicURL, scheme, ln.Addr())
+	return ln, nil
+}
