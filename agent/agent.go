@@ -177,7 +177,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.recoverState(); err != nil {
 		return err
 	}
-	nc, err := connect(a.opts, a.id, a.log, a.triggerReport)
+	creds, err := a.credentials(ctx)
+	if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	nc, err := connect(a.opts, a.id, creds, a.log, a.triggerReport)
 	if err != nil {
 		return err
 	}

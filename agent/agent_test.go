@@ -149,8 +149,8 @@ func TestStartsBeforeServer(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	ta := startAgent(t, fmt.Sprintf("nats://127.0.0.1:%d", port), Options{})
-	waitFor(t, "the agent trying to connect", func() (bool, string) {
-		return ta.log.contains("agent started"), ""
+	waitFor(t, "the agent trying to enroll", func() (bool, string) {
+		return ta.log.contains("not enrolled yet"), ""
 	})
 	f := startFleet(t, port)
 	waitReady(t, f, "dev-1", 1)

@@ -7,11 +7,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-)
 
-// agentUser is the broker user every agent logs in as, with the enrollment
-// token as its password.
-const agentUser = "agent"
+	"github.com/thinfleet/thinfleet/wire"
+)
 
 // Reconnect backoff: doubling from reconnectBase after every round over
 // the server list, capped at reconnectMax, each delay with jitter so that
@@ -22,16 +20,16 @@ const (
 )
 
 // connect opens the agent's connection to the broker. It is the one place
-// that knows how an agent proves who it is: today the enrollment token as
-// the password of the agent user. (A per-agent credentials file,
-// <state>/agent.creds, will replace it here and nowhere else.)
+// that knows how an agent proves who it is: its credentials file, whose
+// JWT the broker lets publish and subscribe only on the subjects of its
+// own id, with replies on its own inbox prefix.
 //
 // The connection is named after the device id, which is how the server
 // maps the broker's disconnect events to devices. It never gives up: the
 // first connect is retried like a reconnect, so an agent started before
 // its server simply waits, and a rejected token is retried too, since the
 // server may yet accept it. onConnect runs after every (re)connect.
-func connect(o Options, id string, log *slog.Logger, onConnect func()) (*nats.Conn, error) {
+func connect(o Options, id, creds string, log *slog.Logger, onConnect func()) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(id),
 		nats.MaxReconnects(-1),
@@ -65,9 +63,7 @@ func connect(o Options, id string, log *slog.Logger, onConnect func()) (*nats.Co
 	if o.CA != "" {
 		opts = append(opts, nats.RootCAs(o.CA))
 	}
-	if o.EnrollToken != "" {
-		opts = append(opts, nats.UserInfo(agentUser, o.EnrollToken))
-	}
+	opts = append(opts, nats.UserCredentials(creds), nats.CustomInboxPrefix(wire.AgentInboxPrefix(id)))
 	nc, err := nats.Connect(o.Server, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("agent: connect to %s: %w", o.Server, err)

@@ -3,16 +3,15 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/thinfleet/thinfleet/broker/brokertest"
+	fleetstate "github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -23,13 +22,13 @@ import (
 
 const (
 	testToken  = "enroll-secret"
-	streamName = "AGENT"
+	streamName = fleetstate.AgentStream
 )
 
 // fleet is a running NATS server and a service connection to it.
 type fleet struct {
 	t        *testing.T
-	ns       *server.Server
+	srv      *brokertest.Server
 	port     int
 	storeDir string
 	nc       *nats.Conn
@@ -50,60 +49,24 @@ func startFleet(t *testing.T, port int) *fleet {
 	t.Helper()
 	f := &fleet{t: t, port: port, storeDir: t.TempDir(), next: 1}
 	f.start()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := f.js.CreateStream(ctx, jetstream.StreamConfig{Name: streamName, Subjects: wire.AgentStreamSubjects}); err != nil {
-		t.Fatalf("create stream: %v", err)
-	}
 	t.Cleanup(f.stop)
 	return f
 }
 
 func (f *fleet) start() {
 	f.t.Helper()
-	// The account goes through the configuration parser, the one way to
-	// enable JetStream for an account of an embedded server; the agent
-	// user has the broker's agent permissions.
-	conf := fmt.Sprintf(`accounts: { APP: { jetstream: enabled, users: [
-		{user: service, password: service-secret},
-		{user: %s, password: %s, permissions: {
-			publish: {allow: [%q, %q, %q, %q]},
-			subscribe: {allow: [%q, "_INBOX.>"]}}}
-	]}}`, agentUser, testToken,
-		wire.AllHWReports, wire.AllVersionsInstalled, wire.AllHeartbeats, wire.AllStatuses, wire.AllOffers)
-	opts := &server.Options{}
-	if err := opts.ProcessConfigString(conf); err != nil {
-		f.t.Fatalf("nats config: %v", err)
-	}
-	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", f.port, true, true
-	opts.JetStream, opts.StoreDir = true, f.storeDir
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		f.t.Fatalf("nats server: %v", err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		f.t.Fatal("nats server not ready")
-	}
-	f.ns = ns
-	f.port = ns.Addr().(*net.TCPAddr).Port // the same port after a restart
-	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("service", "service-secret"))
-	if err != nil {
-		f.t.Fatalf("service connect: %v", err)
-	}
-	f.nc = nc
-	if f.js, err = jetstream.New(nc); err != nil {
+	// The real broker: thinfleet's accounts, the agent permissions the
+	// broker enforces, and enrollment.
+	f.srv = brokertest.Start(f.t, brokertest.Options{Dir: f.storeDir, Port: max(f.port, 0), EnrollToken: testToken})
+	f.port = f.srv.Port // the same port after a restart
+	f.nc = f.srv.Conn
+	var err error
+	if f.js, err = jetstream.New(f.nc); err != nil {
 		f.t.Fatal(err)
 	}
 }
 
-func (f *fleet) stop() {
-	if f.nc != nil {
-		f.nc.Close()
-	}
-	f.ns.Shutdown()
-	f.ns.WaitForShutdown()
-}
+func (f *fleet) stop() { f.srv.Stop() }
 
 // restart stops the server and starts it again on the same port and store.
 func (f *fleet) restart() {
@@ -111,7 +74,7 @@ func (f *fleet) restart() {
 	f.start()
 }
 
-func (f *fleet) url() string { return f.ns.ClientURL() }
+func (f *fleet) url() string { return f.srv.URL }
 
 // offer sends an offer to device id, as the decision service does.
 func (f *fleet) offer(id string, o wire.Offer) {

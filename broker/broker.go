@@ -15,7 +15,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -23,18 +27,13 @@ import (
 	"github.com/thinfleet/thinfleet/wire"
 )
 
-// The broker's accounts. Agents and services share the application
-// account; the system account carries the broker's own connect and
-// disconnect events, which presence reads.
+// The broker's account names. The application account holds agents and
+// services; the system account carries the broker's own events, which
+// presence reads; agents ask for their credentials in the enrollment
+// account.
 const (
 	AppAccount    = "THINFLEET"
 	SystemAccount = "SYS"
-	// ServiceUser and SystemUser are the broker users services log in as,
-	// with the service token as password.
-	ServiceUser = "service"
-	SystemUser  = "system"
-	// AgentUser is the user agents log in as, with the enrollment token.
-	AgentUser = "agent"
 )
 
 // Options configure the embedded server.
@@ -45,20 +44,27 @@ type Options struct {
 	Listen string
 	// ServerName names this server; it must be unique in a cluster.
 	ServerName string
-	// ServiceToken is the password of the service and system users.
+	// ServiceToken is the server side's root secret: every key is derived
+	// from it, and the nodes of a cluster log in to each other with it.
 	ServiceToken string
-	// EnrollToken is the password agents connect with.
+	// EnrollToken lets agents ask for their credentials.
 	EnrollToken string
 	// TLS, when set, is required of every network client (in-process
 	// connections need none).
 	TLS *tls.Config
 	Log *slog.Logger
+	// Cluster, when set, joins the server to a cluster (cluster.go).
+	Cluster *Cluster
 }
 
 // Broker is a running embedded NATS server.
 type Broker struct {
 	srv  *server.Server
 	opts Options
+	keys keys
+
+	mu          sync.Mutex
+	revocations jwt.RevocationList
 }
 
 // Start starts the server and waits until it accepts connections. The
@@ -67,11 +73,6 @@ func Start(opts Options) (*Broker, error) {
 	if opts.ServiceToken == "" || opts.EnrollToken == "" {
 		return nil, errors.New("broker: service and enrollment tokens are required")
 	}
-	for _, tok := range []string{opts.ServiceToken, opts.EnrollToken} {
-		if strings.ContainsFunc(tok, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
-			return nil, errors.New("broker: tokens may not contain control characters or backslashes")
-		}
-	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
@@ -79,17 +80,18 @@ func Start(opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	sopts := &server.Options{}
-	// Accounts go through the configuration parser, the only way to enable
-	// JetStream for an account of an embedded server before it starts.
-	// NATS configuration accepts JSON.
-	var conf strings.Builder
-	enc := json.NewEncoder(&conf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(accountsConfig(opts)); err != nil {
+	b := &Broker{opts: opts}
+	if b.keys, err = deriveKeys(opts.ServiceToken); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if err := sopts.ProcessConfigString(conf.String()); err != nil {
+	resolverDir := filepath.Join(opts.DataDir, "nats", "accounts")
+	b.revocations = storedRevocations(resolverDir, b.keys)
+	conf, err := b.config(resolverDir)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	sopts := &server.Options{}
+	if err := sopts.ProcessConfigString(conf); err != nil {
 		return nil, fmt.Errorf("broker: accounts: %w", err)
 	}
 	sopts.ServerName = opts.ServerName
@@ -101,6 +103,9 @@ func Start(opts Options) (*Broker, error) {
 	// saw acknowledged survives kill -9 of the server.
 	sopts.SyncAlways = true
 	sopts.MaxPayload = 1 << 20
+	if err := opts.Cluster.apply(sopts, opts); err != nil {
+		return nil, err
+	}
 	if opts.TLS != nil {
 		sopts.TLSConfig, sopts.TLS, sopts.TLSTimeout = opts.TLS, true, 5
 	}
@@ -114,34 +119,47 @@ func Start(opts Options) (*Broker, error) {
 		srv.Shutdown()
 		return nil, errors.New("broker: not ready for connections after 30s")
 	}
-	return &Broker{srv: srv, opts: opts}, nil
+	b.srv = srv
+	return b, nil
 }
 
-// accountsConfig is the broker's accounts and users: agents and services
-// in the application account, with agents kept to their own subjects, and
-// the system account for the broker's events.
-func accountsConfig(opts Options) map[string]any {
-	agentPerms := map[string]any{
-		"publish": map[string]any{"allow": []string{
-			wire.AllHWReports, wire.AllVersionsInstalled, wire.AllHeartbeats, wire.AllStatuses,
-		}},
-		"subscribe": map[string]any{"allow": []string{wire.AllOffers, "_INBOX.>"}},
+// config is the server's trust: the operator, the three accounts
+// (preloaded into a full resolver, which keeps later updates such as
+// revocations on disk and shares them across a cluster). It goes through
+// the configuration parser, which NATS gives JSON to.
+func (b *Broker) config(resolverDir string) (string, error) {
+	enroll, err := wire.EnrollAccountKey(b.opts.EnrollToken)
+	if err != nil {
+		return "", err
 	}
-	return map[string]any{
-		"accounts": map[string]any{
-			AppAccount: map[string]any{
-				"jetstream": "enabled",
-				"users": []any{
-					map[string]any{"user": ServiceUser, "password": opts.ServiceToken},
-					map[string]any{"user": AgentUser, "password": opts.EnrollToken, "permissions": agentPerms},
-				},
-			},
-			SystemAccount: map[string]any{
-				"users": []any{map[string]any{"user": SystemUser, "password": opts.ServiceToken}},
-			},
+	op, err := operatorJWT(b.keys)
+	if err != nil {
+		return "", err
+	}
+	app, err := appAccountJWT(b.keys, b.revocations)
+	if err != nil {
+		return "", err
+	}
+	sys, err := sysAccountJWT(b.keys)
+	if err != nil {
+		return "", err
+	}
+	enr, err := enrollAccountJWT(b.keys, enroll)
+	if err != nil {
+		return "", err
+	}
+	var conf strings.Builder
+	enc := json.NewEncoder(&conf)
+	enc.SetEscapeHTML(false)
+	err = enc.Encode(map[string]any{
+		"operator":       op,
+		"system_account": pub(b.keys.sys),
+		"resolver":       map[string]any{"type": "full", "dir": resolverDir, "allow_delete": false},
+		"resolver_preload": map[string]string{
+			pub(b.keys.app): app, pub(b.keys.sys): sys, pub(enroll): enr,
 		},
-		"system_account": SystemAccount,
-	}
+	})
+	return conf.String(), err
 }
 
 // splitListen turns "host:port" into nats-server's host and port, where
@@ -173,28 +191,43 @@ func (b *Broker) Addr() net.Addr { return b.srv.Addr() }
 // ClientURL is a nats:// URL for the agent listener.
 func (b *Broker) ClientURL() string { return b.srv.ClientURL() }
 
-// ConnectService opens an in-process connection in the application account
-// with full rights, for a service named name.
+// ConnectService opens an in-process connection for a service named
+// name: a user of the application account with full rights.
 func (b *Broker) ConnectService(name string, opts ...nats.Option) (*nats.Conn, error) {
-	return b.connect(name, ServiceUser, opts)
+	return b.connect(b.keys.app, name, opts)
 }
 
 // ConnectSystem opens an in-process connection in the system account, where
 // the broker publishes its connect and disconnect events.
 func (b *Broker) ConnectSystem(name string, opts ...nats.Option) (*nats.Conn, error) {
-	return b.connect(name, SystemUser, opts)
+	return b.connect(b.keys.sys, name, opts)
 }
 
-func (b *Broker) connect(name, user string, extra []nats.Option) (*nats.Conn, error) {
+func (b *Broker) connect(account nkeys.KeyPair, name string, extra []nats.Option) (*nats.Conn, error) {
+	userJWT, seed, err := userJWT(account, name)
+	if err != nil {
+		return nil, fmt.Errorf("broker: credentials for %s: %w", name, err)
+	}
 	opts := append([]nats.Option{
 		nats.InProcessServer(b.srv), nats.Name(name),
-		nats.UserInfo(user, b.opts.ServiceToken), nats.MaxReconnects(-1),
+		nats.UserJWTAndSeed(userJWT, string(seed)), nats.MaxReconnects(-1),
 	}, extra...)
 	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("broker: connect %s: %w", name, err)
 	}
 	return nc, nil
+}
+
+// AppAccountKey is the application account's public key, which names it
+// in the broker's subjects ($SYS.ACCOUNT.<key>.DISCONNECT).
+func (b *Broker) AppAccountKey() string { return pub(b.keys.app) }
+
+// AgentSigner returns the scoped key that signs agent users, and the
+// application account it signs for; the enrollment service issues agent
+// credentials with them.
+func (b *Broker) AgentSigner() (signer nkeys.KeyPair, account string) {
+	return b.keys.agentSigner, pub(b.keys.app)
 }
 
 // Shutdown stops the server and waits until it has.

@@ -52,7 +52,27 @@ type Release struct {
 	Channel     string    `json:"channel,omitempty"`
 	Platforms   []string  `json:"platforms,omitempty"`
 	Added       time.Time `json:"added"`
+	// Signature is the publisher's signature of the zip (standard base64),
+	// from the .sig file beside it; decision puts it in every offer.
+	Signature string `json:"signature,omitempty"`
+	// SignatureState says what the catalog knows of the signature, for
+	// the dashboard: one of the Signature* states.
+	SignatureState string `json:"signature_state"`
 }
+
+// The signature states of a release.
+const (
+	// SignatureVerified: signed, and the signature verifies against the
+	// server's publisher key. With a publisher key configured, every
+	// release in the catalog is in this state.
+	SignatureVerified = "verified"
+	// SignatureUnverified: a signature is there, but the server has no
+	// publisher key to check it with; agents that have one still do.
+	SignatureUnverified = "unverified"
+	// SignatureUnsigned: no signature (allowed only without a publisher
+	// key).
+	SignatureUnsigned = "unsigned"
+)
 
 // Refused is a zip in the updates folder that is not a valid release.
 type Refused struct {
@@ -107,6 +127,10 @@ const (
 	EventInstalling      EventKind = EventKind(wire.StateInstalling)
 	EventInstalled       EventKind = EventKind(wire.StateInstalled)
 	EventFailed          EventKind = EventKind(wire.StateFailed)
+	EventEnrolled        EventKind = "enrolled"
+	EventPending         EventKind = "pending_approval"
+	EventRefused         EventKind = "refused"
+	EventRevoked         EventKind = "revoked"
 )
 
 // Event is one entry of the append-only update history.

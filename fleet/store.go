@@ -43,6 +43,8 @@ type Store struct {
 	catalog jetstream.KeyValue
 	agent   jetstream.Stream
 	history jetstream.Stream
+
+	enrollments jetstream.KeyValue
 }
 
 // Open creates (or updates) the buckets and streams and returns a Store on
@@ -78,7 +80,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 		// Each subject carries one device: a flooding agent pushes out
 		// only its own oldest messages, never another device's.
 		MaxMsgsPerSubject: 1000,
-		Duplicates: 2 * time.Minute,
+		Duplicates:        2 * time.Minute,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open agent stream: %w", err)
@@ -90,6 +92,9 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open history stream: %w", err)
+	}
+	if err := s.openEnrollments(ctx, opts.Replicas); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,7 +166,15 @@ type Offer struct {
 	Retry bool `json:"retry,omitempty"`
 	// Rollback allows a version lower than the installed one.
 	Rollback bool `json:"rollback,omitempty"`
+	// Signature is the publisher's detached signature of the zip
+	// (Ed25519ph, standard base64), when the release was signed. An agent
+	// given the publisher key installs nothing without one that verifies.
+	Signature string `json:"signature,omitempty"`
 }
+
+// OfferLifetime is how long an offer stands: its download link expires
+// then, and an agent refuses an offer older than that as a replay.
+const OfferLifetime = time.Hour
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
@@ -190,6 +199,11 @@ func (m Offer) Validate() error {
 	}
 	if u, err := url.Parse(m.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(m.URL) > 2048 {
 		errs = append(errs, errors.New("url: want an absolute http or https URL"))
+	}
+	if m.Signature != "" {
+		if sig, err := base64.StdEncoding.DecodeString(m.Signature); err != nil || len(sig) != 64 {
+			errs = append(errs, errors.New("signature: want 64 bytes in standard base64"))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -256,7 +270,7 @@ func (m Status) Validate() error {
 
 // Message is the set of wire types; each validates itself.
 type Message interface {
-	HWReport | VersionInstalled | Heartbeat | Offer | Status
+	HWReport | VersionInstalled | Heartbeat | Offer | Status | EnrollRequest | EnrollResponse
 	Validate() error
 }
 

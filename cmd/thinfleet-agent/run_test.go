@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/thinfleet/thinfleet/broker/brokertest"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -90,20 +90,8 @@ func TestDefaultStateDir(t *testing.T) {
 // subject its heartbeats arrive on, which settings it took: flags, the
 // environment, and a flag over the environment.
 func TestRunsAgent(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, Username: "agent", Password: "tok"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("agent", "tok"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	srv := brokertest.Start(t, brokertest.Options{EnrollToken: "tok"})
+	nc := srv.Conn
 
 	tests := []struct {
 		name   string
@@ -111,12 +99,12 @@ func TestRunsAgent(t *testing.T) {
 		env    map[string]string
 		wantID string
 	}{
-		{"flags", []string{"--server", ns.ClientURL(), "--enroll-token", "tok", "--id", "from-flag", "--heartbeat", "100ms"}, nil, "from-flag"},
+		{"flags", []string{"--server", srv.URL, "--enroll-token", "tok", "--id", "from-flag", "--heartbeat", "100ms"}, nil, "from-flag"},
 		{"environment", nil, map[string]string{
-			"THINFLEET_SERVER": ns.ClientURL(), "THINFLEET_ENROLL_TOKEN": "tok", "THINFLEET_ID": "from-env", "THINFLEET_HEARTBEAT": "100ms",
+			"THINFLEET_SERVER": srv.URL, "THINFLEET_ENROLL_TOKEN": "tok", "THINFLEET_ID": "from-env", "THINFLEET_HEARTBEAT": "100ms",
 		}, "from-env"},
 		{"flag over environment", []string{"--id", "from-flag-2"}, map[string]string{
-			"THINFLEET_SERVER": ns.ClientURL(), "THINFLEET_ENROLL_TOKEN": "tok", "THINFLEET_ID": "from-env-2", "THINFLEET_HEARTBEAT": "100ms",
+			"THINFLEET_SERVER": srv.URL, "THINFLEET_ENROLL_TOKEN": "tok", "THINFLEET_ID": "from-env-2", "THINFLEET_HEARTBEAT": "100ms",
 		}, "from-flag-2"},
 	}
 	for _, tt := range tests {

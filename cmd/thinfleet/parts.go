@@ -28,15 +28,28 @@ import (
 type dialer struct {
 	service func(name string) (*nats.Conn, error)
 	system  func(name string) (*nats.Conn, error)
+	// replicas of the buckets and streams the services open (--replicas).
+	replicas int
+	// account is the application account's public key, which names it in
+	// the broker's events.
+	account string
 }
 
 func networkDialer(o *options) (dialer, error) {
 	if o.serviceToken == "" {
-		return dialer{}, errors.New("the service token is required: set THINFLEET_SERVICE_TOKEN (the broker keeps it in its data folder as service.token)")
+		return dialer{}, errors.New("the service token is required: set THINFLEET_SERVICE_TOKEN (the broker keeps it in its data folder as service.token); every credential is derived from it")
 	}
-	conn := func(user string) func(string) (*nats.Conn, error) {
+	account, err := broker.AppAccountKeyOf(o.serviceToken)
+	if err != nil {
+		return dialer{}, err
+	}
+	conn := func(system bool) func(string) (*nats.Conn, error) {
 		return func(name string) (*nats.Conn, error) {
-			opts := []nats.Option{nats.Name(name), nats.UserInfo(user, o.serviceToken),
+			creds, err := broker.ServiceCredentials(o.serviceToken, name, system)
+			if err != nil {
+				return nil, err
+			}
+			opts := []nats.Option{nats.Name(name), creds,
 				nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}
 			if o.ca != "" {
 				opts = append(opts, nats.RootCAs(o.ca))
@@ -48,7 +61,7 @@ func networkDialer(o *options) (dialer, error) {
 			return nc, nil
 		}
 	}
-	return dialer{service: conn(broker.ServiceUser), system: conn(broker.SystemUser)}, nil
+	return dialer{service: conn(false), system: conn(true), account: account, replicas: o.replicas}, nil
 }
 
 // openStore connects a service and opens the fleet state on that
@@ -63,7 +76,7 @@ func openStore(ctx context.Context, d dialer, name string) (*nats.Conn, *fleet.S
 		nc.Close()
 		return nil, nil, fmt.Errorf("%s: jetstream: %w", name, err)
 	}
-	store, err := fleet.Open(ctx, js, fleet.Options{})
+	store, err := fleet.Open(ctx, js, fleet.Options{Replicas: d.replicas})
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
@@ -111,7 +124,7 @@ var parts = map[string]part{
 			return nil, err
 		}
 		context.AfterFunc(ctx, sys.Close)
-		s, err := presence.New(presence.Options{Log: log, Store: store, Conn: nc, SysConn: sys, Account: broker.AppAccount})
+		s, err := presence.New(presence.Options{Log: log, Store: store, Conn: nc, SysConn: sys, Account: d.account})
 		if err != nil {
 			return nil, err
 		}
@@ -187,6 +200,6 @@ func runAlone(name string) func(context.Context, *options, *slog.Logger, func(st
 			return err
 		}
 		log.Info("service running", "nats", strings.Split(o.natsURL, ",")[0])
-		return start(ctx)
+		return runWithOps(ctx, d, o, name, log, start)
 	}
 }

@@ -54,6 +54,7 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	d := dialer{
 		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },
 		system:  func(name string) (*nats.Conn, error) { return b.ConnectSystem(name) },
+		account: b.AppAccountKey(),
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, name := range []string{"catalog", "decision", "presence", "inventory", "history"} {
@@ -63,6 +64,11 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		}
 		g.Go(func() error { return start(gctx) })
 	}
+	enrollRun, err := startEnroll(gctx, b, d, o, log.With("service", "enroll"))
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return enrollRun(gctx) })
 	srv, err := newWeb(gctx, d, o, sec.admin, log.With("service", "web"))
 	if err != nil {
 		return err
@@ -88,14 +94,26 @@ func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	b, err := broker.Start(broker.Options{
 		DataDir: o.data, Listen: o.nats, ServerName: o.serverName,
 		ServiceToken: sec.service, EnrollToken: sec.enroll, TLS: tlsConf, Log: log,
+		Cluster: o.cluster.broker(),
 	})
 	if err != nil {
 		return err
 	}
 	defer b.Shutdown()
+	d := dialer{
+		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },
+		system:  func(name string) (*nats.Conn, error) { return b.ConnectSystem(name) },
+		account: b.AppAccountKey(), replicas: o.replicas,
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	enrollRun, err := startEnroll(gctx, b, d, o, log.With("service", "enroll"))
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return enrollRun(gctx) })
 	fmt.Fprintf(stdout, "thinfleet broker %s\n  agents and services connect to: %s\n", version, b.ClientURL())
-	<-ctx.Done()
-	return nil
+	g.Go(func() error { return serveBrokerOps(gctx, o, b, log) })
+	return g.Wait()
 }
 
 func serveHTTP(ctx context.Context, h http.Handler, ln net.Listener) error {

@@ -53,6 +53,10 @@ type clientEvent struct {
 	Client struct {
 		ID   uint64 `json:"id"`
 		Name string `json:"name"`
+		// NameTag is the name in the user's JWT: for an agent, the device
+		// id the broker authenticated, which the connection name merely
+		// claims.
+		NameTag string `json:"name_tag"`
 	} `json:"client"`
 	Reason string `json:"reason"`
 }
@@ -132,11 +136,15 @@ func (s *Service) brokerEvent(ctx context.Context, kind inputKind, m *nats.Msg) 
 		metrics.Dropped(label, "bad_json")
 		return
 	}
-	if wire.ValidateID(e.Client.Name) != nil {
+	device := e.Client.NameTag
+	if device == "" {
+		device = e.Client.Name
+	}
+	if wire.ValidateID(device) != nil {
 		return
 	}
 	s.send(ctx, input{
-		kind: kind, device: e.Client.Name, at: at, reason: truncate(e.Reason, 100),
+		kind: kind, device: device, at: at, reason: truncate(e.Reason, 100),
 		conn: fmt.Sprintf("%s/%d", e.Server.ID, e.Client.ID),
 	})
 }

@@ -1,0 +1,151 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+// The agent's identity at the broker is a standard NATS credentials file,
+// <state>/agent.creds: its user JWT, issued by the server for the id, and
+// its private key, made here and never sent anywhere. The key alone is
+// kept in <state>/agent.nk until the JWT arrives.
+
+const (
+	credsFile = "agent.creds"
+	keyFile   = "agent.nk"
+	// Enrollment requests are repeated while an operator has yet to
+	// approve the device or the server is away: after enrollRetry at
+	// first, backing off to enrollRetryMax.
+	enrollRetry    = time.Second
+	enrollRetryMax = 30 * time.Second
+)
+
+// credentials returns the path of the agent's credentials file, enrolling
+// first if there is none: that takes the enrollment token, and may wait
+// for an operator's approval. It returns ctx's error if ctx ends first.
+func (a *Agent) credentials(ctx context.Context) (string, error) {
+	path := filepath.Join(a.opts.StateDir, credsFile)
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("agent: credentials: %w", err)
+	}
+	if a.opts.EnrollToken == "" {
+		return "", fmt.Errorf("agent: not enrolled yet (no %s): give the enrollment token (--enroll-token or THINFLEET_ENROLL_TOKEN)", path)
+	}
+	user, err := a.userKey()
+	if err != nil {
+		return "", err
+	}
+	for attempt := 1; ; attempt++ {
+		userJWT, err := a.enrollOnce(ctx, user)
+		if err == nil {
+			seed, _ := user.Seed()
+			creds, err := jwt.FormatUserConfig(userJWT, seed)
+			if err != nil {
+				return "", fmt.Errorf("agent: credentials: %w", err)
+			}
+			if err := writeFileAtomic(path, creds, 0o600); err != nil {
+				return "", fmt.Errorf("agent: credentials: %w", err)
+			}
+			a.log.Info("enrolled", "credentials", path)
+			return path, nil
+		}
+		a.log.Warn("not enrolled yet", "err", err, "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(jittered(backoff(enrollRetry, enrollRetryMax, attempt))):
+		}
+	}
+}
+
+// userKey loads the agent's private key, or makes and keeps one.
+func (a *Agent) userKey() (nkeys.KeyPair, error) {
+	path := filepath.Join(a.opts.StateDir, keyFile)
+	if seed, err := os.ReadFile(path); err == nil {
+		kp, err := nkeys.FromSeed(seed)
+		if err != nil {
+			return nil, fmt.Errorf("agent: key %s: %w", path, err)
+		}
+		return kp, nil
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("agent: make key: %w", err)
+	}
+	seed, _ := kp.Seed()
+	if err := writeFileAtomic(path, seed, 0o600); err != nil {
+		return nil, fmt.Errorf("agent: keep key: %w", err)
+	}
+	return kp, nil
+}
+
+// enrollOnce asks the server for the agent's user JWT, signing in to the
+// enrollment account with the key the enrollment token derives.
+func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, error) {
+	account, err := wire.EnrollAccountKey(a.opts.EnrollToken)
+	if err != nil {
+		return "", err
+	}
+	userPub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(userPub)
+	uc.Name = a.id
+	uc.Expires = time.Now().Add(10 * time.Minute).Unix()
+	enrollJWT, err := uc.Encode(account)
+	if err != nil {
+		return "", err
+	}
+	seed, _ := user.Seed()
+	opts := []nats.Option{
+		nats.Name(a.id), nats.UserJWTAndSeed(enrollJWT, string(seed)), nats.NoReconnect(),
+		nats.Timeout(10 * time.Second),
+	}
+	if a.opts.CA != "" {
+		opts = append(opts, nats.RootCAs(a.opts.CA))
+	}
+	nc, err := nats.Connect(a.opts.Server, opts...)
+	if err != nil {
+		return "", fmt.Errorf("connect to enroll: %w", err)
+	}
+	defer nc.Close()
+	hw, _ := os.Hostname()
+	req, _ := json.Marshal(wire.EnrollRequest{PublicKey: userPub, Hostname: truncateString(hw, 255)})
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(rctx, wire.EnrollSubject(a.id), req)
+	if err != nil {
+		return "", fmt.Errorf("enrollment request: %w", err)
+	}
+	resp, err := wire.Decode[wire.EnrollResponse](msg.Data)
+	if err != nil {
+		return "", fmt.Errorf("enrollment answer: %w", err)
+	}
+	switch resp.Status {
+	case wire.EnrollApproved:
+		return resp.JWT, nil
+	case wire.EnrollPending:
+		return "", errors.New("waiting for an operator to approve this device")
+	default:
+		return "", fmt.Errorf("refused: %s", resp.Reason)
+	}
+}
+
+func truncateString(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,101 @@
+// Package brokertest runs the real server-side broker for tests of code
+// that talks to it: the embedded NATS server with thinfleet's accounts
+// and JetStream, and the enrollment service, so that an agent enrolls and
+// connects exactly as it does against a real server.
+package brokertest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thinfleet/thinfleet/broker"
+	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/services/enroll"
+)
+
+// ServiceToken is the service token of every test broker.
+const ServiceToken = "brokertest-service-token"
+
+// Options choose the test broker.
+type Options struct {
+	// Dir keeps the broker's data; a restart on the same Dir keeps it.
+	Dir string
+	// Port to listen on; 0 picks one.
+	Port int
+	// EnrollToken agents enroll with.
+	EnrollToken string
+	// Approve keeps new agents pending.
+	Approve bool
+}
+
+// Server is a running test broker with enrollment.
+type Server struct {
+	B *broker.Broker
+	// Conn is a service connection with full rights.
+	Conn  *nats.Conn
+	Store *fleet.Store
+	URL   string
+	Port  int
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start starts a broker and its enrollment service; they stop at the end
+// of the test, or at Stop.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	b, err := broker.Start(broker.Options{
+		DataDir: opts.Dir, Listen: fmt.Sprintf("127.0.0.1:%d", opts.Port),
+		ServiceToken: ServiceToken, EnrollToken: opts.EnrollToken, Log: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatalf("broker: %v", err)
+	}
+	s := &Server{B: b, URL: b.ClientURL(), Port: b.Addr().(*net.TCPAddr).Port, done: make(chan struct{})}
+	if s.Conn, err = b.ConnectService("test"); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(s.Conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s.Store, err = fleet.Open(ctx, js, fleet.Options{}); err != nil {
+		t.Fatalf("fleet store: %v", err)
+	}
+	signer, account := b.AgentSigner()
+	svc, err := enroll.New(enroll.Options{
+		Log: slog.New(slog.DiscardHandler), Store: s.Store, Conn: s.Conn, Revoker: b, Approve: opts.Approve,
+		Issue: func(id, key string) (string, error) { return broker.AgentJWT(signer, account, id, key) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	s.cancel = rcancel
+	go func() { defer close(s.done); _ = svc.Run(rctx) }()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop stops the enrollment service and the broker; it may be called
+// more than once.
+func (s *Server) Stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	<-s.done
+	s.cancel = nil
+	s.Conn.Close()
+	s.B.Shutdown()
+}

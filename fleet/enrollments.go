@@ -1,0 +1,165 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thinfleet/thinfleet/wire"
+)
+
+// EnrollmentsBucket keeps one enrollment per device id.
+const EnrollmentsBucket = "thinfleet_enrollments"
+
+// EnrollState is where a device stands with the broker.
+type EnrollState string
+
+// The enrollment states: pending waits for an operator (with
+// --approve-devices), approved devices get credentials, revoked ones are
+// refused by the broker.
+const (
+	EnrollPending  EnrollState = "pending"
+	EnrollApproved EnrollState = "approved"
+	EnrollRevoked  EnrollState = "revoked"
+)
+
+// Enrollment is a device's identity at the broker: the public key its
+// credentials were issued for.
+type Enrollment struct {
+	ID        string      `json:"id"`
+	PublicKey string      `json:"public_key"`
+	Hostname  string      `json:"hostname,omitempty"`
+	State     EnrollState `json:"state"`
+	Requested time.Time   `json:"requested"`
+	Decided   time.Time   `json:"decided,omitzero"`
+}
+
+func (s *Store) openEnrollments(ctx context.Context, replicas int) error {
+	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: EnrollmentsBucket, Description: "thinfleet device identities, one key per device id",
+		History: 5, Storage: jetstream.FileStorage, Replicas: replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("open enrollments bucket: %w", err)
+	}
+	s.enrollments = kv
+	return nil
+}
+
+// Enrollment returns device id's enrollment and its revision, or
+// ErrNotFound.
+func (s *Store) Enrollment(ctx context.Context, id string) (Enrollment, uint64, error) {
+	if wire.ValidateID(id) != nil {
+		return Enrollment{}, 0, ErrNotFound
+	}
+	e, err := s.enrollments.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Enrollment{}, 0, ErrNotFound
+	}
+	if err != nil {
+		return Enrollment{}, 0, fmt.Errorf("get enrollment %s: %w", id, err)
+	}
+	var en Enrollment
+	if err := json.Unmarshal(e.Value(), &en); err != nil {
+		return Enrollment{}, 0, fmt.Errorf("decode enrollment %s: %w", id, err)
+	}
+	return en, e.Revision(), nil
+}
+
+// PutEnrollment writes en if the stored revision is still rev (0: none
+// stored yet); it fails with a conflict otherwise.
+func (s *Store) PutEnrollment(ctx context.Context, en Enrollment, rev uint64) error {
+	data, err := json.Marshal(en)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		_, err = s.enrollments.Create(ctx, en.ID, data)
+	} else {
+		_, err = s.enrollments.Update(ctx, en.ID, data, rev)
+	}
+	if err != nil {
+		return fmt.Errorf("write enrollment %s: %w", en.ID, err)
+	}
+	return nil
+}
+
+// SetEnrollState moves device id to state (an operator's approval or
+// revocation). Revoking a device that never enrolled is an error.
+func (s *Store) SetEnrollState(ctx context.Context, id string, state EnrollState) (Enrollment, error) {
+	for range 10 {
+		en, rev, err := s.Enrollment(ctx, id)
+		if err != nil {
+			return Enrollment{}, err
+		}
+		if en.State == state {
+			return en, nil
+		}
+		if en.State == EnrollRevoked {
+			return Enrollment{}, errors.New("the device is revoked; revocation is final")
+		}
+		en.State, en.Decided = state, time.Now().UTC()
+		if err := s.PutEnrollment(ctx, en, rev); err == nil {
+			return en, nil
+		}
+	}
+	return Enrollment{}, errors.New("enrollment kept changing; try again")
+}
+
+// Enrollments returns every enrollment.
+func (s *Store) Enrollments(ctx context.Context) ([]Enrollment, error) {
+	var out []Enrollment
+	err := s.WatchEnrollments(ctx, func(en Enrollment, initial bool) error {
+		if !initial {
+			return errStopWatch
+		}
+		out = append(out, en)
+		return nil
+	})
+	if errors.Is(err, errStopWatch) {
+		err = nil
+	}
+	return out, err
+}
+
+var errStopWatch = errors.New("stop")
+
+// WatchEnrollments calls fn with every stored enrollment (initial true),
+// once with a zero Enrollment when those are done, and with every later
+// change, until ctx ends or fn returns an error.
+func (s *Store) WatchEnrollments(ctx context.Context, fn func(en Enrollment, initial bool) error) error {
+	w, err := s.enrollments.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("watch enrollments: %w", err)
+	}
+	defer w.Stop()
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch enrollments: watcher closed")
+			}
+			if e == nil {
+				initial = false
+				if err := fn(Enrollment{}, false); err != nil {
+					return err
+				}
+				continue
+			}
+			var en Enrollment
+			if json.Unmarshal(e.Value(), &en) != nil {
+				continue
+			}
+			if err := fn(en, initial); err != nil {
+				return err
+			}
+		}
+	}
+}
