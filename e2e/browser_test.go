@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,8 +94,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.shot("overview-installing")
 		took := b.waitFor(60*time.Second, "both live agents on 1.1", `[(function () {
 			var labels = Array.from(document.querySelectorAll("#chart svg text")).map(function (t) { return t.textContent });
-			var i = labels.indexOf("1.1 (target)");
-			return i >= 0 && labels[i + 1] === "2" && document.querySelectorAll("#installs progress").length === 0;
+			var i = labels.indexOf("1.1");
+			return i >= 0 && labels[i + 1] === "2 · target" && document.querySelectorAll("#installs progress").length === 0;
 		})(), document.getElementById("chart").textContent + " / " + document.getElementById("installs").textContent]`)
 		t.Logf("MEASURED: progress seen to both agents on 1.1 on the open page: %s", took.Round(time.Millisecond))
 		b.stillSamePage("the update")
@@ -113,7 +115,17 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.waitFor(10*time.Second, "the live stream open", `[document.getElementById("live-state").textContent === "live", ""]`)
 		b.markPage()
 		hostile := `<script>alert(1)</script>`
-		reportHardware(t, srv.natsURL, "hostile-1", wire.Hardware{
+		// A real agent enrolls as hostile-1 and stops; its credentials then
+		// report what a compromised client could.
+		state := filepath.Join(root, "state-hostile-1")
+		creds := filepath.Join(state, "agent.creds")
+		a := startAgent(t, "hostile-1", srv.natsURL, state)
+		waitFor(t, 30*time.Second, "hostile-1 enrolled", func() (bool, string) {
+			_, err := os.Stat(creds)
+			return err == nil, fmt.Sprint(err)
+		})
+		a.kill()
+		reportHardware(t, srv.natsURL, creds, "hostile-1", wire.Hardware{
 			Hostname: hostile, OS: "linux", Platform: `"><img src=x onerror=alert(2)>`, Arch: "amd64",
 			CPUModel: `<svg onload=alert(3)>`, CPUCores: 2, MemoryTotal: 2 << 30,
 		})
@@ -167,12 +179,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 }
 
-// reportHardware publishes a hardware report for device id as an agent
-// would, with the enrollment token: the hostile input comes in through
-// the front door.
-func reportHardware(t *testing.T, natsURL, id string, hw wire.Hardware) {
+// reportHardware publishes a hardware report for device id with the
+// agent's own credentials, as the agent would: the hostile input comes in
+// through the front door.
+func reportHardware(t *testing.T, natsURL, creds, id string, hw wire.Hardware) {
 	t.Helper()
-	nc, err := nats.Connect(natsURL, nats.UserInfo("agent", enrollToken), nats.Name(id))
+	nc, err := nats.Connect(natsURL, nats.UserCredentials(creds), nats.Name(id), nats.CustomInboxPrefix(wire.AgentInboxPrefix(id)))
 	if err != nil {
 		t.Fatal(err)
 	}

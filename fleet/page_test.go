@@ -105,8 +105,13 @@ func TestWatchDevicesAndEvents(t *testing.T) {
 	}
 	updates := make(chan fleet.DeviceUpdate, 10)
 	events := make(chan fleet.Event, 10)
+	catalogs := make(chan fleet.Catalog, 10)
+	started := make(chan string, 2)
 	go s.WatchDevices(ctx, func(u fleet.DeviceUpdate) error { updates <- u; return nil })
-	go s.WatchEvents(ctx, func(e fleet.Event) { events <- e })
+	go s.WatchEvents(ctx, func() { started <- "events" }, func(e fleet.Event) { events <- e })
+	go s.WatchCatalogChanges(ctx, func() { started <- "catalog" }, func(c fleet.Catalog) { catalogs <- c })
+	<-started
+	<-started
 
 	if u := <-updates; u.Device.ID != "old" || !u.Initial {
 		t.Errorf("first update = %+v, want the stored device, initial", u)
@@ -125,23 +130,26 @@ func TestWatchDevicesAndEvents(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no update for a new device within 10s")
 	}
-	// The consumer of WatchEvents may start after an append; append until
-	// one arrives.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if err := s.AppendEvent(ctx, fleet.Event{Device: "new", Event: fleet.EventConnected}, ""); err != nil {
-			t.Fatal(err)
+	if err := s.AppendEvent(ctx, fleet.Event{Device: "new", Event: fleet.EventConnected}, ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		if e.Device != "new" || e.Seq == 0 {
+			t.Errorf("event = %+v, want new with a sequence", e)
 		}
-		select {
-		case e := <-events:
-			if e.Device != "new" || e.Seq == 0 {
-				t.Errorf("event = %+v, want new with a sequence", e)
-			}
-			return
-		case <-time.After(100 * time.Millisecond):
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10s")
+	}
+	if err := s.PutCatalog(ctx, fleet.Catalog{Target: "2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-catalogs:
+		if c.Target != "2.0" {
+			t.Errorf("catalog = %+v, want target 2.0", c)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no event within 10s")
-		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no catalog within 10s")
 	}
 }

@@ -66,10 +66,11 @@ func (s *Store) WatchDevices(ctx context.Context, fn func(DeviceUpdate) error) e
 	}
 }
 
-// WatchEvents calls fn with every event appended to the history from now
-// on, until ctx ends. fn runs on the client's delivery goroutine, one
-// event at a time, and should return quickly.
-func (s *Store) WatchEvents(ctx context.Context, fn func(Event)) error {
+// WatchEvents calls started once the watch is in place, then fn with
+// every event appended to the history after that, until ctx ends. fn runs
+// on the client's delivery goroutine, one event at a time, and should
+// return quickly.
+func (s *Store) WatchEvents(ctx context.Context, started func(), fn func(Event)) error {
 	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 	})
@@ -89,7 +90,40 @@ func (s *Store) WatchEvents(ctx context.Context, fn func(Event)) error {
 	if err != nil {
 		return fmt.Errorf("watch history: %w", err)
 	}
+	started()
 	<-ctx.Done()
 	cc.Stop()
 	return nil
+}
+
+// WatchCatalogChanges calls started once the watch is in place, then fn
+// with the catalog after every change from then on, until ctx ends (it
+// then returns nil). Unlike WatchCatalog, it does not call fn with the
+// catalog as it was when the watch began.
+func (s *Store) WatchCatalogChanges(ctx context.Context, started func(), fn func(Catalog)) error {
+	w, err := s.catalog.Watch(ctx, catalogKey, jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("watch catalog: %w", err)
+	}
+	defer w.Stop()
+	started()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("watch catalog: watcher closed")
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			if c, err := decodeCatalog(e.Value()); err == nil {
+				fn(c)
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
@@ -45,4 +46,24 @@ func Dropped(kind, reason string) {
 		kind = "unknown"
 	}
 	dropped.WithLabelValues(kind, reason).Inc()
+}
+
+// InstallDuration observes how long finished installs took, from the
+// first step an agent reported to the last, by result.
+var InstallDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "thinfleet_install_duration_seconds",
+	Help:    "Time from an install's first reported step to its end, by result.",
+	Buckets: []float64{1, 2, 5, 10, 30, 60, 120, 300, 600, 1800},
+}, []string{"result"})
+
+// The Go runtime's and the process's own metrics keep their usual names
+// behind the thinfleet_ prefix, so that every name /metrics serves is
+// thinfleet's.
+func init() {
+	prometheus.Unregister(collectors.NewGoCollector())
+	prometheus.Unregister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	prometheus.WrapRegistererWithPrefix("thinfleet_", prometheus.DefaultRegisterer).MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
 }

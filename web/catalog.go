@@ -9,16 +9,18 @@ import (
 )
 
 // releaseRows are the catalog's releases as the pages show them, with how
-// many devices run each.
-func (s *Server) releaseRows(c fleet.Catalog, counts []pages.VersionCount) []pages.ReleaseRow {
-	running := map[string]int{}
-	for _, vc := range counts {
-		running[vc.Version] = vc.Count
-	}
+// many devices run each (1.0 and 1.0.0 are one version).
+func (s *Server) releaseRows(c fleet.Catalog, vs *versions, counts []pages.VersionCount) []pages.ReleaseRow {
 	rows := make([]pages.ReleaseRow, 0, len(c.Releases))
 	for _, r := range c.Releases {
+		running := 0
+		for _, vc := range counts {
+			if vc.Version != "" && vs.compare(vc.Version, r.Version) == 0 {
+				running += vc.Count
+			}
+		}
 		rows = append(rows, pages.ReleaseRow{
-			Release: r, Target: r.Version == c.Target, Devices: running[r.Version],
+			Release: r, Target: r.Version == c.Target, Devices: running,
 			URL: s.opts.PublicURL + "/downloads/" + url.PathEscape(r.File),
 		})
 	}
@@ -28,6 +30,7 @@ func (s *Server) releaseRows(c fleet.Catalog, counts []pages.VersionCount) []pag
 func (s *Server) handleUpdatesPage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
+		since := s.hub.Begin(ctx)
 		devices, err := s.hub.Devices(ctx)
 		if err != nil {
 			s.pageError(w, err)
@@ -38,10 +41,11 @@ func (s *Server) handleUpdatesPage() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		counts := newVersions(c.Target).counts(devices)
+		vs := newVersions(c.Target)
+		counts := vs.counts(devices)
 		s.render(w, r, http.StatusOK, pages.Updates(pages.UpdatesView{
-			Frame:    frame(r, "Available updates", "updates", liveURL("devices,catalog", "")),
-			Releases: s.releaseRows(c, counts), Refused: c.Refused,
+			Frame:    frame(r, "Available updates", "updates", liveURL(since, "devices,catalog", "")),
+			Releases: s.releaseRows(c, vs, counts), Refused: c.Refused,
 			Target: c.Target, TargetReason: c.TargetReason, Versions: counts, Scanned: c.Updated,
 		}))
 	})
@@ -49,14 +53,15 @@ func (s *Server) handleUpdatesPage() http.Handler {
 
 func (s *Server) handleDownloadsPage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		since := s.hub.Begin(r.Context())
 		c, err := s.opts.Store.Catalog(r.Context())
 		if err != nil {
 			s.pageError(w, err)
 			return
 		}
 		s.render(w, r, http.StatusOK, pages.Downloads(pages.DownloadsView{
-			Frame:    frame(r, "Downloads", "downloads", liveURL("catalog", "")),
-			Releases: s.releaseRows(c, nil),
+			Frame:    frame(r, "Downloads", "downloads", liveURL(since, "catalog", "")),
+			Releases: s.releaseRows(c, nil, nil),
 		}))
 	})
 }

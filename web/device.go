@@ -23,6 +23,7 @@ func (s *Server) handleClient() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		id := r.PathValue("id")
+		since := s.hub.Begin(ctx)
 		d, err := s.opts.Store.Device(ctx, id)
 		if errors.Is(err, fleet.ErrNotFound) {
 			http.Error(w, "no device with that id", http.StatusNotFound)
@@ -43,7 +44,7 @@ func (s *Server) handleClient() http.Handler {
 			return
 		}
 		v := pages.ClientView{
-			Frame:  frame(r, "Client "+id, "clients", liveURL("devices,catalog,history", id)),
+			Frame:  frame(r, "Client "+id, "clients", liveURL(since, "devices,catalog,history", id)),
 			Device: d, Mark: newVersions(c.Target).mark(d.Version), Target: c.Target,
 			OfferNote: s.offerNote(d, c), Events: events,
 		}

@@ -28,13 +28,14 @@ func (s *Server) handleHistoryPage() http.Handler {
 			Version: strings.TrimSpace(q.Get("version")),
 		}
 		before, _ := strconv.ParseUint(q.Get("before"), 10, 64)
+		since := s.hub.Begin(r.Context())
 		v := pages.HistoryView{
 			Frame:  frame(r, "Update history", "history", ""),
 			Device: f.Device, Event: string(f.Kind), Version: f.Version, Kinds: eventKinds,
 		}
 		// Only the newest page follows along live: an older page stays put.
 		if before == 0 {
-			v.Live = liveURL("history", "")
+			v.Live = liveURL(since, "history", "")
 		} else {
 			v.Newest = historyURL(f, 0)
 		}

@@ -30,10 +30,11 @@ type hub struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	ready  chan struct{} // closed when the devices are first loaded
+	ready  chan struct{} // closed when every watch is in place
 
 	mu      sync.Mutex
-	synced  bool
+	waiting int // watches not yet in place
+	seq     uint64 // counts the changes passed on
 	devices map[string]fleet.Device
 	loading map[string]fleet.Device // a fresh watch's initial records
 	list    []fleet.Device          // devices by id; nil when stale
@@ -70,7 +71,7 @@ func newHub(store *fleet.Store, log *slog.Logger) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &hub{
 		store: store, log: log, seenEvery: seenEvery, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), subs: map[*subscriber]struct{}{},
+		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}, waiting: 3,
 	}
 }
 
@@ -81,11 +82,14 @@ func (h *hub) ensure() {
 		}
 		h.wg.Add(4)
 		go h.keep("devices", func(ctx context.Context) error { return h.store.WatchDevices(ctx, h.apply) })
+		var catalogOnce, historyOnce sync.Once
 		go h.keep("catalog", func(ctx context.Context) error {
-			return h.store.WatchCatalog(ctx, func(fleet.Catalog) error { h.notify(topicCatalog, ""); return nil })
+			return h.store.WatchCatalogChanges(ctx, func() { catalogOnce.Do(h.started) },
+				func(fleet.Catalog) { h.notify(topicCatalog, "") })
 		})
 		go h.keep("history", func(ctx context.Context) error {
-			return h.store.WatchEvents(ctx, func(e fleet.Event) { h.notify(topicHistory, e.Device) })
+			return h.store.WatchEvents(ctx, func() { historyOnce.Do(h.started) },
+				func(e fleet.Event) { h.notify(topicHistory, e.Device) })
 		})
 		go h.tick()
 	})
@@ -154,13 +158,13 @@ func (h *hub) apply(u fleet.DeviceUpdate) error {
 		h.loading[id] = u.Device
 		return nil
 	case u.Synced:
+		first := h.devices == nil
 		h.devices, h.loading, h.list = h.loading, nil, nil
 		if h.devices == nil {
 			h.devices = map[string]fleet.Device{}
 		}
-		if !h.synced {
-			h.synced = true
-			close(h.ready)
+		if first {
+			h.startedLocked()
 		} else {
 			h.notifyLocked(topicDevices, "") // a watch started again: anything may have changed
 		}
@@ -185,6 +189,19 @@ func (h *hub) apply(u fleet.DeviceUpdate) error {
 	return nil
 }
 
+// started counts a watch in place; the hub is ready with all three.
+func (h *hub) started() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.startedLocked()
+}
+
+func (h *hub) startedLocked() {
+	if h.waiting--; h.waiting == 0 {
+		close(h.ready)
+	}
+}
+
 // onlySeen reports whether two records of a device differ in nothing but
 // the last-seen time.
 func onlySeen(a, b fleet.Device) bool {
@@ -199,6 +216,7 @@ func (h *hub) notify(t topic, device string) {
 }
 
 func (h *hub) notifyLocked(t topic, device string) {
+	h.seq++
 	for s := range h.subs {
 		if s.topics&t != 0 && (s.device == "" || device == "" || s.device == device) {
 			signal(s)
@@ -213,13 +231,46 @@ func signal(s *subscriber) {
 	}
 }
 
-func (h *hub) subscribe(t topic, device string) *subscriber {
+// subscribe opens a stream of the changes on topics (of one device, when
+// device is set). A page passes the sequence Begin gave it when it read
+// what it shows: if anything changed since, the stream starts with a
+// change, so nothing between the page's reads and its stream is lost.
+func (h *hub) subscribe(t topic, device string, since uint64) *subscriber {
 	h.ensure()
 	s := &subscriber{topics: t, device: device, ch: make(chan struct{}, 1)}
 	h.mu.Lock()
 	h.subs[s] = struct{}{}
+	if h.seq > since {
+		signal(s)
+	}
 	h.mu.Unlock()
 	return s
+}
+
+// Begin is called by a page before it reads what it shows. It starts the
+// hub, waits (within bounds) until its watches are in place, and returns
+// the sequence of changes so far, for the page's stream.
+func (h *hub) Begin(ctx context.Context) uint64 {
+	h.ensure()
+	h.wait(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq
+}
+
+// wait waits until the watches are in place, the hub stops, ctx ends or
+// readyWait passes; it reports whether the watches are in place.
+func (h *hub) wait(ctx context.Context) bool {
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	select {
+	case <-h.ready:
+		return true
+	case <-ctx.Done():
+	case <-h.ctx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 func (h *hub) unsubscribe(s *subscriber) {
@@ -232,15 +283,10 @@ func (h *hub) unsubscribe(s *subscriber) {
 // caller must not change it.
 func (h *hub) Devices(ctx context.Context) ([]fleet.Device, error) {
 	h.ensure()
-	t := time.NewTimer(readyWait)
-	defer t.Stop()
-	select {
-	case <-h.ready:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-h.ctx.Done():
-		return h.storeDevices(ctx)
-	case <-t.C:
+	if !h.wait(ctx) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		return h.storeDevices(ctx)
 	}
 	h.mu.Lock()

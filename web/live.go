@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,10 +20,10 @@ const liveEvery = 300 * time.Millisecond
 // and the browser keep the connection.
 const keepAliveEvery = 20 * time.Second
 
-// liveURL is the stream a page opens: the topics it shows and, for a
-// device's page, the device.
-func liveURL(topics, device string) string {
-	v := url.Values{"topics": {topics}}
+// liveURL is the stream a page opens: the topics it shows, for a device's
+// page the device, and the hub's sequence when the page was read.
+func liveURL(since uint64, topics, device string) string {
+	v := url.Values{"topics": {topics}, "since": {strconv.FormatUint(since, 10)}}
 	if device != "" {
 		v.Set("device", device)
 	}
@@ -52,8 +53,10 @@ func (s *Server) handleLive() http.Handler {
 			http.Error(w, "want topics=devices,catalog,history and an optional valid device id", http.StatusBadRequest)
 			return
 		}
-		sub := s.hub.subscribe(topics, device)
+		since, _ := strconv.ParseUint(q.Get("since"), 10, 64)
+		sub := s.hub.subscribe(topics, device, since)
 		defer s.hub.unsubscribe(sub)
+		s.hub.wait(r.Context()) // what changes from here on is heard
 
 		rc := http.NewResponseController(w)
 		h := w.Header()

@@ -154,3 +154,23 @@ func TestLiveNeedsSession(t *testing.T) {
 		}
 	}
 }
+
+// A server whose store connection closes (the process shuts down without
+// calling Close) ends its streams instead of holding the HTTP server's
+// shutdown up.
+func TestLiveEndsWithTheConnection(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	s := openStream(t, p, "topics=devices")
+	p.nc.Close()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-s.lines:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			t.Fatal("the stream is still open 10s after the connection closed")
+		}
+	}
+}

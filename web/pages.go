@@ -47,6 +47,7 @@ func frame(r *http.Request, title, nav, live string) pages.Frame {
 func (s *Server) handleOverview() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
+		since := s.hub.Begin(ctx)
 		devices, err := s.hub.Devices(ctx)
 		if err != nil {
 			s.pageError(w, err)
@@ -64,7 +65,7 @@ func (s *Server) handleOverview() http.Handler {
 		}
 		vs := newVersions(c.Target)
 		v := pages.OverviewView{
-			Frame: frame(r, "Overview", "overview", liveURL("devices,catalog,history", "")),
+			Frame: frame(r, "Overview", "overview", liveURL(since, "devices,catalog,history", "")),
 			Total: len(devices), Target: c.Target, Versions: vs.counts(devices), Events: events,
 		}
 		for _, d := range devices {
@@ -88,6 +89,7 @@ func (s *Server) handleOverview() http.Handler {
 func (s *Server) handleClients() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
+		since := s.hub.Begin(ctx)
 		devices, err := s.hub.Devices(ctx)
 		if err != nil {
 			s.pageError(w, err)
@@ -98,17 +100,17 @@ func (s *Server) handleClients() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, devices, c.Target)))
+		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, since, devices, c.Target)))
 	})
 }
 
 // clientsView selects, sorts and cuts one page of devices.
-func clientsView(r *http.Request, devices []fleet.Device, target string) pages.ClientsView {
+func clientsView(r *http.Request, since uint64, devices []fleet.Device, target string) pages.ClientsView {
 	q := pages.ParseClientsQuery(r.URL.Query())
 	vs := newVersions(target)
 	sel := selectClients(devices, q, vs)
 	v := pages.ClientsView{
-		Frame: frame(r, "Clients", "clients", liveURL("devices,catalog", "")),
+		Frame: frame(r, "Clients", "clients", liveURL(since, "devices,catalog", "")),
 		Query: q, Matching: len(sel), Total: len(devices), Target: target,
 		Pages: max(1, (len(sel)+q.Per-1)/q.Per),
 	}

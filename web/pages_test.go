@@ -50,11 +50,11 @@ func TestOverview(t *testing.T) {
 	}
 	// One bar per version, newest first, the target marked, no version last.
 	bars := texts(doc.Find("#chart svg g text:first-child"))
-	if got, want := strings.Join(bars, "|"), "1.10 (target)|1.9|no version"; got != want {
+	if got, want := strings.Join(bars, "|"), "1.10|1.9|no version"; got != want {
 		t.Errorf("chart labels = %q, want %q", got, want)
 	}
-	if got := texts(doc.Find("#chart svg text.count")); strings.Join(got, " ") != "1 2 1" {
-		t.Errorf("chart counts = %v, want 1 2 1", got)
+	if got := texts(doc.Find("#chart svg text.count")); strings.Join(got, "|") != "1 · target|2|1" {
+		t.Errorf("chart counts = %q, want 1 · target, 2, 1", got)
 	}
 	if n := doc.Find("#chart rect.target").Length(); n != 1 {
 		t.Errorf("%d target bars, want 1", n)
@@ -172,7 +172,7 @@ func TestHostileStringsAreText(t *testing.T) {
 	if got := doc.Find("#device-evil td.hostname").Text(); got != script {
 		t.Errorf("hostname cell = %q, want the characters %q", got, script)
 	}
-	if got := doc.Find("#device-evil td").Eq(3).Contents().First().Text(); got != img {
+	if got := strings.TrimSpace(doc.Find("#device-evil td").Eq(3).Contents().First().Text()); got != img {
 		t.Errorf("cpu cell = %q, want the characters %q", got, img)
 	}
 }
@@ -207,6 +207,9 @@ func TestSecurityHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+	if resp, err := http.Get(p.srv.URL + "/static/"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("the static folder is listed: %v", err)
 	}
 	resp, err := http.Get(p.srv.URL + "/static/live.js?v=x")
 	if err != nil {

@@ -2,8 +2,7 @@ package web
 
 import (
 	"net/http"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"strings"
 
 	"github.com/thinfleet/thinfleet/web/pages"
 )
@@ -16,7 +15,8 @@ func (s *Server) Handler() http.Handler {
 	post := func(h http.Handler) http.Handler { return s.cross.Handler(h) }
 
 	mux.Handle("GET /healthz", handleHealth())
-	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET /readyz", s.handleReady())
+	mux.Handle("GET /metrics", s.handleMetrics())
 
 	mux.Handle("GET /api/v1/devices", api(s.handleDevices()))
 	mux.Handle("GET /api/v1/devices/{id}", api(s.handleDevice()))
@@ -39,7 +39,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /updates", page(s.handleUpdatesPage()))
 	mux.Handle("GET /downloads", page(s.handleDownloadsPage()))
 	mux.Handle("GET /live", page(s.handleLive()))
-	return secureHeaders(mux)
+	return instrumentHTTP(secureHeaders(mux))
 }
 
 // handleStatic serves the dashboard's stylesheet and script. Their URLs
@@ -47,6 +47,10 @@ func (s *Server) Handler() http.Handler {
 func handleStatic() http.Handler {
 	files := http.StripPrefix("/static/", http.FileServerFS(pages.Static))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no listing of the folder
+			return
+		}
 		if r.URL.Query().Get("v") != "" {
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		}

@@ -88,6 +88,7 @@ func localPath(next string) string {
 func (s *Server) handleLoginForm() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		next := localPath(r.URL.Query().Get("next"))
+		s.hub.ensure() // load the fleet while the operator types the token
 		if s.signedIn(r) {
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return

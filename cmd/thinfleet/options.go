@@ -18,13 +18,20 @@ type options struct {
 	natsURL      string
 	publicURL    string
 	serviceToken string
-	ca           string
-	serverName   string
-	rescan       time.Duration
-	tlsCert      string
-	tlsKey       string
-	logFormat    string
-	logLevel     string
+	// approveDevices keeps new agents pending until an operator approves.
+	approveDevices bool
+	ca             string
+	serverName     string
+	rescan         time.Duration
+	tlsCert        string
+	tlsKey         string
+	logFormat      string
+	logLevel       string
+	// Operations (ops.go) and clustering (cluster.go).
+	ops      string
+	url      string
+	replicas int
+	cluster  clusterFlags
 }
 
 type flagGroup int
@@ -36,6 +43,10 @@ const (
 	flagNATSListen
 	flagNATSURL
 	flagPublicURL
+	flagOps
+	flagCluster
+	flagCheck
+	flagTokens
 )
 
 func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
@@ -51,11 +62,13 @@ func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
 	}
 	if groups&flagNATSListen != 0 {
 		fs.StringVar(&o.nats, "nats", ":4222", "address agents connect to (the embedded NATS server)")
+		fs.BoolVar(&o.approveDevices, "approve-devices", false, "keep new agents pending until an operator approves them (thinfleet devices approve ID)")
 		fs.StringVar(&o.serverName, "server-name", "", "NATS server name, unique in a cluster (default: the host name)")
 	}
 	if groups&flagNATSURL != 0 {
 		fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server(s) to use, comma separated")
 		fs.StringVar(&o.serviceToken, "service-token", "", "password of the broker's service user (THINFLEET_SERVICE_TOKEN)")
+		fs.IntVar(&o.replicas, "replicas", 1, "replicas of every JetStream bucket and stream: 1, or 3 on a three-node cluster")
 		fs.StringVar(&o.ca, "ca", "", "PEM `file` of the authority that signed the broker's TLS certificate (default: the system's)")
 	}
 	if groups&flagPublicURL != 0 {
@@ -65,6 +78,7 @@ func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
 		fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file`: serve the broker and HTTP over TLS (with --tls-key)")
 		fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` of --tls-cert")
 	}
+	o.registerOps(fs, groups)
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -83,37 +97,47 @@ var commands = map[string]command{
 	},
 	"broker": {
 		help:  "Runs the embedded NATS server with JetStream alone; the services connect to it.",
-		flags: flagData | flagNATSListen,
+		flags: flagData | flagNATSListen | flagOps | flagCluster,
 		run:   runBroker,
 	},
 	"catalog": {
 		help:  "Watches the updates folder and keeps the release catalog.",
-		flags: flagNATSURL | flagUpdates,
+		flags: flagNATSURL | flagUpdates | flagOps,
 		run:   runAlone("catalog"),
 	},
 	"decision": {
 		help:  "Offers the target version to every out-of-date device.",
-		flags: flagNATSURL | flagPublicURL,
+		flags: flagNATSURL | flagPublicURL | flagOps,
 		run:   runAlone("decision"),
 	},
 	"presence": {
 		help:  "Tells alive from notAlive, from heartbeats and the broker's connection events.",
-		flags: flagNATSURL,
+		flags: flagNATSURL | flagOps,
 		run:   runAlone("presence"),
 	},
 	"inventory": {
 		help:  "Keeps the device records: hardware and installed version.",
-		flags: flagNATSURL,
+		flags: flagNATSURL | flagOps,
 		run:   runAlone("inventory"),
 	},
 	"history": {
 		help:  "Keeps the append-only update history.",
-		flags: flagNATSURL,
+		flags: flagNATSURL | flagOps,
 		run:   runAlone("history"),
 	},
 	"web": {
 		help:  "Serves the JSON API and the downloads.",
 		flags: flagNATSURL | flagUpdates | flagHTTP | flagPublicURL,
 		run:   runAlone("web"),
+	},
+	"healthcheck": {
+		help:  "Asks a health URL and exits 0 when it answers 200: the health check of a container without a shell.",
+		flags: flagCheck,
+		run:   runHealthcheck,
+	},
+	"tokens": {
+		help:  "Makes the server's tokens in the data folder, unless there, and prints them (docker compose runs it first).",
+		flags: flagData | flagTokens,
+		run:   runTokens,
 	},
 }

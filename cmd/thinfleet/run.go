@@ -37,6 +37,7 @@ set in the environment as THINFLEET_<NAME>, e.g. THINFLEET_PUBLIC_URL.
 
 // run is the whole program; main only adds the process around it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	getenv = withSecretFiles(getenv)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")

@@ -14,10 +14,17 @@
 // "#" comment names the version to offer. A pinned version that no valid
 // zip provides makes the target empty, and the catalog says why: thinfleet
 // never silently offers something else.
+//
+// With a publisher key, a zip is a release only if the signature file
+// beside it (update.zip.sig for update.zip) verifies against the key over
+// the zip's exact bytes; the sha256 offered is taken in the same read, so
+// the bytes hashed are the bytes verified. A changed signature file makes
+// the zip be read again.
 package catalog
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +48,10 @@ type Options struct {
 	// Limits bound what a zip may expand to; zero fields take
 	// bundle.DefaultLimits.
 	Limits bundle.Limits
+	// PublisherKey, when set, makes every zip need a signature file
+	// (<zip>.sig) that verifies against it; a zip without one is refused.
+	// Without it, a signature that is there is passed on unverified.
+	PublisherKey ed25519.PublicKey
 }
 
 // DefaultRescan is the rescan period when Options.Rescan is zero.
@@ -60,6 +71,7 @@ type Service struct {
 	dir    string
 	rescan time.Duration
 	limits bundle.Limits
+	key    ed25519.PublicKey
 
 	// The fields below belong to Run's goroutine.
 	cache map[string]inspected // by file name
@@ -82,8 +94,11 @@ func New(opts Options) (*Service, error) {
 	if opts.Rescan <= 0 {
 		opts.Rescan = DefaultRescan
 	}
+	if opts.PublisherKey != nil && len(opts.PublisherKey) != ed25519.PublicKeySize {
+		return nil, errors.New("catalog: PublisherKey is not an ed25519 public key")
+	}
 	return &Service{
-		log: opts.Log, store: opts.Store, dir: opts.Dir, rescan: opts.Rescan, limits: opts.Limits,
+		log: opts.Log, store: opts.Store, dir: opts.Dir, rescan: opts.Rescan, limits: opts.Limits, key: opts.PublisherKey,
 		cache: map[string]inspected{},
 	}, nil
 }

@@ -216,8 +216,8 @@ func TestFolder(t *testing.T) {
 		t.Errorf("reason %q", first.TargetReason)
 	}
 	want := []fleet.Release{
-		{Name: "Update 1.10.0", Version: "1.10.0", SHA256: sum(b), Size: int64(len(b)), Command: "sh install.sh", File: "b.zip"},
-		{Name: "Update 1.9.0", Version: "1.9.0", SHA256: sum(a), Size: int64(len(a)), Command: "sh install.sh", File: "a.zip"},
+		{Name: "Update 1.10.0", Version: "1.10.0", SHA256: sum(b), Size: int64(len(b)), Command: "sh install.sh", File: "b.zip", SignatureState: fleet.SignatureUnsigned},
+		{Name: "Update 1.9.0", Version: "1.9.0", SHA256: sum(a), Size: int64(len(a)), Command: "sh install.sh", File: "a.zip", SignatureState: fleet.SignatureUnsigned},
 	}
 	for i, r := range first.Releases {
 		if r.Added.IsZero() {

@@ -24,6 +24,7 @@ import (
 type inspected struct {
 	size    int64
 	mtime   time.Time
+	sig     sigFile       // the signature file as it was read
 	release fleet.Release // Added left zero
 	refused string        // why, when the zip is not a valid release
 }
@@ -129,8 +130,9 @@ func isCandidate(name string) bool {
 }
 
 // inspect returns what the zip name is, from the cache when its size and
-// time did not change. It reports false for a zip to leave out of this
-// scan: gone since the folder was listed, or changing while read.
+// time and its signature file did not change. It reports false for a zip
+// to leave out of this scan: gone since the folder was listed, or
+// changing while read.
 func (s *Service) inspect(name string) (inspected, bool) {
 	path := filepath.Join(s.dir, name)
 	info, err := os.Lstat(path)
@@ -140,27 +142,45 @@ func (s *Service) inspect(name string) (inspected, bool) {
 	if err != nil {
 		return inspected{refused: "cannot read: " + err.Error()}, true
 	}
-	if c, ok := s.cache[name]; ok && c.size == info.Size() && c.mtime.Equal(info.ModTime()) {
+	sig, err := readSigFile(path)
+	if err != nil {
+		return inspected{refused: "cannot read: " + err.Error()}, true
+	}
+	if c, ok := s.cache[name]; ok && c.size == info.Size() && c.mtime.Equal(info.ModTime()) && c.sig == sig {
 		return c, true
 	}
-	in := inspected{size: info.Size(), mtime: info.ModTime()}
+	in := inspected{size: info.Size(), mtime: info.ModTime(), sig: sig}
 	if !info.Mode().IsRegular() {
 		in.refused = "not a regular file (a link or a folder): put the zip itself in the folder"
 		s.refused(name, in)
 		return in, true
 	}
-	m, err := bundle.Inspect(path, s.limits)
+	signature, state, why := s.signature(name, sig)
+	if why != "" {
+		in.refused = why
+		s.refused(name, in)
+		s.cache[name] = in
+		return in, true
+	}
+	// The signature first: with a publisher key, nothing unsigned is
+	// even parsed.
+	sum, size, err := s.digest(path, signature)
+	var m bundle.Manifest
 	if err == nil {
-		var sum string
-		var size int64
-		sum, size, err = bundle.FileSHA256(path)
-		if err == nil && size != info.Size() {
-			s.log.Debug("zip changed while read, later", "file", name)
-			return inspected{}, false // the events of the change bring another scan
-		}
+		m, err = bundle.Inspect(path, s.limits)
+	}
+	if err == nil && size != info.Size() {
+		s.log.Debug("zip changed while read, later", "file", name)
+		return inspected{}, false // the events of the change bring another scan
+	}
+	if err == nil {
 		in.release = fleet.Release{
 			Name: m.Name, Version: m.Version, SHA256: sum, Size: size, Command: m.Command, File: name,
 			Description: m.Description, Channel: m.Channel, Platforms: m.Platforms,
+			SignatureState: state,
+		}
+		if signature != nil {
+			in.release.Signature = bundle.EncodeSignature(signature)
 		}
 	}
 	switch {
@@ -192,7 +212,7 @@ func (s *Service) refused(name string, in inspected) {
 func offerable(r fleet.Release) string {
 	o := wire.Offer{
 		ID: "check", Name: r.Name, Version: r.Version, SHA256: r.SHA256, Size: r.Size,
-		Command: r.Command, URL: "http://check/" + r.File,
+		Command: r.Command, URL: "http://check/" + r.File, Signature: r.Signature,
 	}
 	if err := o.Validate(); err != nil {
 		return "not offerable: " + strings.ReplaceAll(err.Error(), "\n", "; ")

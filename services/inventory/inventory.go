@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -146,8 +148,10 @@ func (s *Service) status(ctx context.Context, m fleet.AgentMessage, st wire.Stat
 	if err := s.register(ctx, m, before); err != nil {
 		return err
 	}
+	var took time.Duration // of an install this status finishes
 	_, err = s.store.UpdateDevice(ctx, m.Device, func(d *fleet.Device) error {
-		in := d.Install
+		took = 0
+		in, prev := d.Install, d.Install
 		if in != nil && in.Updated.After(m.Time) {
 			return fleet.ErrUnchanged // an older status, redelivered late
 		}
@@ -163,10 +167,19 @@ func (s *Service) status(ctx context.Context, m fleet.AgentMessage, st wire.Stat
 		in.Detail, in.Output = st.Detail, st.Output
 		in.Updated = m.Time
 		d.Install = in
+		if finished(st.State) && !(prev != nil && prev.Started.Equal(in.Started) && finished(prev.State)) {
+			took = m.Time.Sub(in.Started) // the first report of this end
+		}
 		return nil
 	})
+	if err == nil && took > 0 {
+		metrics.InstallDuration.WithLabelValues(string(st.State)).Observe(took.Seconds())
+	}
 	return err
 }
+
+// finished reports whether an install in state st has ended.
+func finished(st wire.State) bool { return st == wire.StateInstalled || st == wire.StateFailed }
 
 // startsInstall reports whether st begins a new install rather than
 // continuing in: a step that starts a download, or another offer or

@@ -3,16 +3,16 @@ package pages
 // chartRow is one bar of the version chart, laid out in SVG units.
 type chartRow struct {
 	VersionCount
-	Y, Width int
-	Label    string
-	Class    string
+	Y, Width     int
+	Label, Count string
+	Class        string
 }
 
 // The version chart's geometry, in SVG units of its viewBox.
 const (
-	chartWidth  = 640
-	chartLabel  = 150 // room for the version at the left
-	chartBarMax = 400
+	chartWidth  = 440
+	chartLabel  = 130 // room for the version at the left
+	chartBarMax = 260
 	chartRowH   = 30
 )
 
@@ -29,12 +29,12 @@ func chartRows(vs []VersionCount) []chartRow {
 		if v.Count > 0 {
 			w = max(w, 2)
 		}
-		r := chartRow{VersionCount: v, Y: i * chartRowH, Width: w, Label: shorten(v.Version, 16), Class: "bar"}
+		r := chartRow{VersionCount: v, Y: i * chartRowH, Width: w, Label: shorten(v.Version, 16), Count: itoa(v.Count), Class: "bar"}
 		switch {
 		case v.Version == "":
 			r.Label, r.Class = "no version", "bar none"
 		case v.Target:
-			r.Label, r.Class = r.Label+" (target)", "bar target"
+			r.Count, r.Class = r.Count+" · target", "bar target"
 		}
 		rows[i] = r
 	}

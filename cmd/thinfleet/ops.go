@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/thinfleet/thinfleet/broker"
+)
+
+// clusterFlags are "thinfleet broker"'s cluster flags.
+type clusterFlags struct {
+	listen, name, routes string
+}
+
+// broker returns the broker's cluster options; nil without --cluster.
+func (c clusterFlags) broker() *broker.Cluster {
+	if c.listen == "" {
+		return nil
+	}
+	return &broker.Cluster{Name: c.name, Listen: c.listen, Routes: broker.SplitRoutes(c.routes)}
+}
+
+func (o *options) registerOps(fs *flag.FlagSet, groups flagGroup) {
+	if groups&flagOps != 0 {
+		fs.StringVar(&o.ops, "metrics", "", "serve /metrics, /healthz and /readyz on this `address`, e.g. :9090 (off when empty)")
+	}
+	if groups&flagCluster != 0 {
+		fs.StringVar(&o.cluster.listen, "cluster", "", "join a NATS cluster: the `address` other nodes connect to, e.g. :6222 (needs --server-name)")
+		fs.StringVar(&o.cluster.name, "cluster-name", "thinfleet", "the cluster's name, the same on every node")
+		fs.StringVar(&o.cluster.routes, "routes", "", "the cluster's nodes as host:port, comma separated (this node may be listed too)")
+	}
+	if groups&flagTokens != 0 {
+		fs.StringVar(&o.url, "dashboard", "", "the dashboard's `URL`, to print with the tokens")
+	}
+	if groups&flagCheck != 0 {
+		fs.StringVar(&o.url, "url", "http://127.0.0.1:8080/healthz", "the `URL` to ask")
+	}
+}
+
+// withSecretFiles lets every THINFLEET_<NAME> variable come from a file
+// named by THINFLEET_<NAME>_FILE (the docker secrets convention), so
+// tokens need not sit in a container's environment. A file that cannot be
+// read reads as unset.
+func withSecretFiles(getenv func(string) string) func(string) string {
+	return func(name string) string {
+		if v := getenv(name); v != "" || !strings.HasPrefix(name, "THINFLEET_") {
+			return v
+		}
+		path := getenv(name + "_FILE")
+		if path == "" {
+			return ""
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(data))
+	}
+}
+
+// serveOps serves /metrics, /healthz and /readyz on --metrics, when set,
+// until ctx ends. ready says whether the process can do its work.
+func serveOps(ctx context.Context, o *options, log *slog.Logger, ready func(context.Context) error) error {
+	if o.ops == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", o.ops)
+	if err != nil {
+		return fmt.Errorf("listen for metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "{\"status\":\"not ready\",\"error\":%q}\n", err.Error())
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ready"}`)
+	})
+	log.Info("metrics and health", "http", ln.Addr().String())
+	return serveHTTP(ctx, mux, ln)
+}
+
+// storeReady opens a store on its own connection for a service's /readyz:
+// the service's broker reachable and every bucket answering.
+func storeReady(ctx context.Context, d dialer, name string) (func(context.Context) error, error) {
+	_, store, err := openStore(ctx, d, name+"-ready")
+	if err != nil {
+		return nil, err
+	}
+	return store.Ready, nil
+}
+
+// brokerReady is the broker's /readyz: a client connection as the service
+// user gets an answer from JetStream, which on a cluster needs a leader.
+func brokerReady(b *broker.Broker) (func(context.Context) error, func(), error) {
+	nc, err := b.ConnectService("thinfleet-broker-ready")
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return func(ctx context.Context) error {
+		if _, err := js.AccountInfo(ctx); err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		return nil
+	}, nc.Close, nil
+}
+
+// runHealthcheck asks --url and fails unless it answers 200. Containers
+// built FROM scratch have no curl: their health check runs this.
+func runHealthcheck(ctx context.Context, o *options, _ *slog.Logger, _ func(string) string, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", o.url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprintf(stdout, "%s", body)
+	return nil
+}
+
+// runTokens makes the server's tokens in --data unless they are there, and
+// prints them. It reads no environment: under docker compose it fills the
+// shared tokens volume once, and every container reads its token from
+// there (THINFLEET_<NAME>_TOKEN_FILE).
+func runTokens(ctx context.Context, o *options, _ *slog.Logger, _ func(string) string, stdout io.Writer) error {
+	sec, err := loadSecrets(o.data, func(string) string { return "" })
+	if err != nil {
+		return err
+	}
+	state := "kept"
+	if len(sec.generated) > 0 {
+		state = "generated " + strings.Join(sec.generated, ", ") + ","
+	}
+	fmt.Fprintf(stdout, "thinfleet tokens (%s in %s)\n", state, o.data)
+	fmt.Fprintf(stdout, "  admin token : %s  (dashboard and API: Authorization: Bearer <token>)\n", sec.admin)
+	fmt.Fprintf(stdout, "  enroll token: %s  (agents: thinfleet-agent --server nats://HOST:4222 --enroll-token <token>)\n", sec.enroll)
+	fmt.Fprintf(stdout, "  service token in %s\n", filepath.Join(o.data, "service.token"))
+	if o.url != "" {
+		fmt.Fprintf(stdout, "  dashboard and API: %s  (log in with the admin token)\n", o.url)
+	}
+	return nil
+}
+
+// runWithOps runs a service with its --metrics listener beside it.
+func runWithOps(ctx context.Context, d dialer, o *options, name string, log *slog.Logger, start func(context.Context) error) error {
+	if o.ops == "" {
+		return start(ctx)
+	}
+	ready, err := storeReady(ctx, d, name)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return start(gctx) })
+	g.Go(func() error { return serveOps(gctx, o, log, ready) })
+	return g.Wait()
+}
+
+// serveBrokerOps serves the broker's --metrics listener, when set, until
+// ctx ends.
+func serveBrokerOps(ctx context.Context, o *options, b *broker.Broker, log *slog.Logger) error {
+	if o.ops == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ready, closeReady, err := brokerReady(b)
+	if err != nil {
+		return err
+	}
+	defer closeReady()
+	return serveOps(ctx, o, log, ready)
+}

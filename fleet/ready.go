@@ -1,0 +1,31 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Ready reports whether the store can serve: its connection is up and
+// every bucket and stream answers. Each check is a JetStream API request,
+// so on a cluster it also proves that the streams have a leader. It is
+// what /readyz asks.
+func (s *Store) Ready(ctx context.Context) error {
+	if st := s.js.Conn().Status(); st != nats.CONNECTED {
+		return fmt.Errorf("broker connection is %s", st)
+	}
+	if _, err := s.devices.Status(ctx); err != nil {
+		return fmt.Errorf("devices bucket: %w", err)
+	}
+	if _, err := s.catalog.Status(ctx); err != nil {
+		return fmt.Errorf("catalog bucket: %w", err)
+	}
+	if _, err := s.agent.Info(ctx); err != nil {
+		return fmt.Errorf("stream %s: %w", AgentStream, err)
+	}
+	if _, err := s.history.Info(ctx); err != nil {
+		return fmt.Errorf("stream %s: %w", HistoryStream, err)
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/thinfleet/thinfleet/metrics"
+)
+
+var (
+	devicesDesc = prometheus.NewDesc("thinfleet_devices",
+		"Devices the server knows, by presence: alive or not_alive.", []string{"presence"}, nil)
+	versionsDesc = prometheus.NewDesc("thinfleet_devices_by_version",
+		"Devices by installed version (\"none\" before a first install).", []string{"version"}, nil)
+)
+
+// fleetCollector reads the device gauges from the store at each scrape.
+// The state is in JetStream, not in any process, so these numbers are
+// the fleet's whichever process serves them.
+type fleetCollector struct{ s *Server }
+
+func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- devicesDesc
+	ch <- versionsDesc
+}
+
+func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	devices, err := c.s.opts.Store.Devices(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(devicesDesc, err)
+		return
+	}
+	var alive, notAlive int
+	versions := map[string]int{}
+	for _, d := range devices {
+		if d.Alive {
+			alive++
+		} else {
+			notAlive++
+		}
+		v := d.Version
+		if v == "" {
+			v = "none"
+		}
+		versions[v]++
+	}
+	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(alive), "alive")
+	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(notAlive), "not_alive")
+	for v, n := range versions {
+		ch <- prometheus.MustNewConstMetric(versionsDesc, prometheus.GaugeValue, float64(n), v)
+	}
+}
+
+// handleMetrics serves the process's own metrics (the default registry:
+// offers, installs, drops, HTTP durations) with the fleet's device gauges
+// and the broker's connection and message counts, read at each scrape.
+func (s *Server) handleMetrics() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(fleetCollector{s}, metrics.BrokerCollector{Conn: s.opts.Store.JetStream().Conn()})
+	return promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{})
+}

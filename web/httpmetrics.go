@@ -1,0 +1,57 @@
+package web
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var httpDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "thinfleet_http_request_duration_seconds",
+	Help:    "Time to answer an HTTP request, by route pattern, method and status code. Event streams are left out.",
+	Buckets: prometheus.DefBuckets,
+}, []string{"route", "method", "code"})
+
+// instrumentHTTP observes how long each request takes. It labels by the
+// route pattern the mux matched (set on the request as it is served), so
+// the number of series stays bounded whatever paths clients ask for.
+func instrumentHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		if sw.Header().Get("Content-Type") == "text/event-stream" {
+			return // a live stream lasts as long as the page: not a latency
+		}
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		httpDuration.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusWriter remembers the status code. Unwrap lets
+// http.ResponseController reach the Flusher underneath.
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
