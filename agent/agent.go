@@ -23,6 +23,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,6 +68,12 @@ type Options struct {
 	// server's TLS certificates, for the broker and the downloads; empty
 	// trusts the system's authorities.
 	CA string
+	// PublisherKey is the publisher's public key file (PEM, as thinfleet
+	// keygen writes it). When set, the agent installs only what is signed
+	// with it: an offer without a signature, or one whose signature does
+	// not verify against the exact bytes downloaded, fails before anything
+	// is extracted.
+	PublisherKey string
 	// AgentVersion is the agent binary's own version, sent with the
 	// hardware report.
 	AgentVersion string
@@ -84,6 +92,7 @@ type Agent struct {
 	opts  Options
 	id    string
 	log   *slog.Logger
+	key   ed25519.PublicKey // the publisher's; nil installs unsigned releases too
 	dirs  layout
 	store *store
 	out   *outbox
@@ -91,6 +100,7 @@ type Agent struct {
 
 	reportNow chan struct{} // asks the reporter for hardware and version now
 	wake      chan struct{} // tells the installer an offer is pending
+	refused   atomic.Int64  // offers refused as stale or replayed
 
 	mu      sync.Mutex
 	pending *wire.Offer // the latest offer not yet handled
@@ -138,6 +148,12 @@ func New(opts Options) (*Agent, error) {
 		}
 	}
 	httpClient := newHTTPClient(roots)
+	var key ed25519.PublicKey
+	if opts.PublisherKey != "" {
+		if key, err = bundle.LoadPublicKey(opts.PublisherKey); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
 	id, err := resolveID(opts.ID, dir)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -151,6 +167,7 @@ func New(opts Options) (*Agent, error) {
 		opts:      opts,
 		id:        id,
 		log:       log,
+		key:       key,
 		dirs:      newLayout(dir),
 		store:     st,
 		out:       newOutbox(log),
@@ -197,7 +214,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: subscribe to offers: %w", err)
 	}
-	a.log.Info("agent started", "server", a.opts.Server, "state", a.opts.StateDir, "version", a.store.get().Version)
+	a.log.Info("agent started", "server", a.opts.Server, "state", a.opts.StateDir, "version", a.store.get().Version,
+		"signed_releases_only", a.key != nil)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { a.out.run(gctx, js, nc.IsConnected); return nil })

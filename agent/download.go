@@ -35,6 +35,12 @@ func permanent(format string, args ...any) error {
 	return permanentError{fmt.Errorf(format, args...)}
 }
 
+// refusedError is a download the server refused (403: the offer's signed
+// link expired, or is not the server's). No retry of the same link can
+// mend it, but the bytes already there are good: they are kept for the
+// next offer, whose fresh link resumes them.
+type refusedError struct{ error }
+
 var errStalled = errors.New("no data received for " + stallTimeout.String())
 
 // newHTTPClient returns the client downloads go through, trusting roots
@@ -87,6 +93,9 @@ func (a *Agent) download(ctx context.Context, o wire.Offer) (string, error) {
 			f.Close()
 			os.Remove(path)
 			return "", err
+		}
+		if errors.As(err, new(refusedError)) {
+			return "", fmt.Errorf("%w (%d of %d bytes kept to resume)", err, have, o.Size)
 		}
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -154,6 +163,9 @@ func (a *Agent) fetch(ctx context.Context, f *os.File, o wire.Offer, have int64,
 		err := fmt.Errorf("GET %s: %s", o.URL, resp.Status)
 		if c := resp.StatusCode; c >= 500 || c == http.StatusTooManyRequests || c == http.StatusRequestTimeout {
 			return have, err
+		}
+		if c := resp.StatusCode; c == http.StatusForbidden || c == http.StatusUnauthorized {
+			return have, refusedError{fmt.Errorf("%w: the download link was refused (expired?)", err)}
 		}
 		return have, permanentError{err}
 	}

@@ -30,10 +30,19 @@ func (a *Agent) install(ctx context.Context, o wire.Offer) {
 		return
 	}
 	reason := err.Error()
-	log.Error("install failed", "err", err)
+	// A download link the server refused (expired, most likely) says
+	// nothing against the version: reported as an interruption, which the
+	// server offers again, with a fresh link that resumes the bytes kept.
+	interrupted := errors.As(err, new(refusedError))
+	if interrupted {
+		reason = "interrupted: " + reason
+	}
+	log.Error("install failed", "err", err, "offered_again", interrupted)
 	if err := a.store.update(func(s *state) {
 		s.Installing = nil
-		s.recordFailure(o.Version, reason, time.Now())
+		if !interrupted {
+			s.recordFailure(o.Version, reason, time.Now())
+		}
 		if s.Interrupted != nil && sameVersion(s.Interrupted.Version, o.Version) {
 			s.Interrupted = nil
 		}
@@ -47,6 +56,17 @@ func (a *Agent) install(ctx context.Context, o wire.Offer) {
 // command's output, once the command has run.
 func (a *Agent) installSteps(ctx context.Context, o wire.Offer, log *slog.Logger) (output string, err error) {
 	previous := a.store.get().Version
+	var sig []byte
+	if a.key != nil {
+		// Nothing unsigned is even downloaded.
+		if o.Signature == "" {
+			return "", errors.New("refused: the offer has no signature, and this agent installs only releases signed with its publisher key")
+		}
+		var err error
+		if sig, err = bundle.ParseSignature(o.Signature); err != nil {
+			return "", fmt.Errorf("refused: %w", err)
+		}
+	}
 	a.status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateDownloading, BytesTotal: o.Size})
 	zipPath, err := a.download(ctx, o)
 	if err != nil {
@@ -59,6 +79,14 @@ func (a *Agent) installSteps(ctx context.Context, o wire.Offer, log *slog.Logger
 	a.status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateVerifying, BytesTotal: o.Size})
 	if err := verify(zipPath, o); err != nil {
 		return "", fmt.Errorf("verify: %w", err)
+	}
+	// The signature is checked over the file as it is on disk, the very
+	// bytes Extract reads next; the state folder is the agent's own.
+	if a.key != nil {
+		if err := bundle.VerifyFile(zipPath, sig, a.key); err != nil {
+			return "", fmt.Errorf("verify: %w", err)
+		}
+		log.Info("signature verified")
 	}
 
 	a.status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateInstalling})

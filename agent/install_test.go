@@ -142,6 +142,42 @@ func TestInstall(t *testing.T) {
 			},
 		},
 		{
+			name: "one byte flipped in transit",
+			offer: func(t *testing.T, z *zipServer, out string) wire.Offer {
+				cmd := "touch " + filepath.Join(out, "ran")
+				data := makeZip(t, "1.1", cmd, map[string]string{"big": strings.Repeat("x", 10000)})
+				o := z.put("/u.zip", "1.1", cmd, data)
+				tampered := slices.Clone(data)
+				tampered[len(tampered)/2] ^= 0x01
+				z.files["/u.zip"] = tampered
+				return o
+			},
+			wantSteps: []string{"downloading", "verifying", failed},
+			check: func(t *testing.T, st wire.Status, z *zipServer, out, stateDir string) {
+				if !strings.Contains(st.Detail, "sha256") {
+					t.Errorf("detail = %q, want it to name the sha256", st.Detail)
+				}
+				if _, err := os.Stat(filepath.Join(out, "ran")); err == nil {
+					t.Error("the command of a tampered package ran")
+				}
+			},
+		},
+		{
+			name: "too long",
+			offer: func(t *testing.T, z *zipServer, out string) wire.Offer {
+				data := makeZip(t, "1.1", "true", map[string]string{})
+				o := z.put("/u.zip", "1.1", "true", data)
+				z.files["/u.zip"] = append(slices.Clone(data), "trailing bytes"...)
+				return o
+			},
+			wantSteps: []string{"downloading", failed},
+			check: func(t *testing.T, st wire.Status, z *zipServer, out, stateDir string) {
+				if !strings.Contains(st.Detail, "bytes") {
+					t.Errorf("detail = %q, want it to name the sizes", st.Detail)
+				}
+			},
+		},
+		{
 			name: "resumes a download cut short",
 			offer: func(t *testing.T, z *zipServer, out string) wire.Offer {
 				data := makeZip(t, "1.1", "true", map[string]string{"big": randomHex(20000)})

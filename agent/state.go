@@ -28,6 +28,9 @@ type state struct {
 	// Failed are the versions that failed, not tried again without an
 	// offer that asks for a retry. The newest last.
 	Failed []failure `json:"failed,omitempty"`
+	// Offers are the ids of the last offers taken to install, the newest
+	// last: the same offer again is a replay, and refused.
+	Offers []string `json:"offers,omitempty"`
 }
 
 type installing struct {
@@ -49,6 +52,22 @@ type failure struct {
 
 // maxFailed bounds the failures kept; the oldest go first.
 const maxFailed = 50
+
+// maxOffers bounds the offer ids kept. An offer older than
+// wire.OfferLifetime is refused anyway, so these need cover only the
+// offers taken within that time.
+const maxOffers = 100
+
+// taken reports whether the offer id was taken to install before.
+func (s *state) taken(id string) bool { return slices.Contains(s.Offers, id) }
+
+// recordOffer remembers that the offer id was taken to install.
+func (s *state) recordOffer(id string) {
+	s.Offers = append(s.Offers, id)
+	if len(s.Offers) > maxOffers {
+		s.Offers = slices.Clone(s.Offers[len(s.Offers)-maxOffers:])
+	}
+}
 
 // failed returns the recorded failure of version, if any.
 func (s *state) failed(version string) (failure, bool) {
@@ -85,6 +104,7 @@ func (s state) clone() state {
 		s.Interrupted = &i
 	}
 	s.Failed = slices.Clone(s.Failed)
+	s.Offers = slices.Clone(s.Offers)
 	return s
 }
 

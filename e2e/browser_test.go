@@ -170,10 +170,20 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer chromedp.Call(b.ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: false})
-		b.do("filter by status, JavaScript off", chromedp.Navigate(srv.httpURL+"/clients?alive=notalive"))
-		ids, err := chromedp.Run(b.ctx, chromedp.Nodes(chromedp.CSSAll(`table.clients tbody tr`)))
-		if err != nil || len(ids) != 2 {
-			t.Errorf("notAlive rows with JavaScript off: %d (%v), want agent-3 and hostile-1", len(ids), err)
+		b.do("filter by status, JavaScript off", chromedp.Navigate(srv.httpURL+"/clients?q=agent-&alive=alive&sort=-id"))
+		rows, err := chromedp.Run(b.ctx, chromedp.AttributesAll(chromedp.CSSAll(`table.clients tbody tr`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range rows {
+			got = append(got, r["id"])
+		}
+		if strings.Join(got, " ") != "device-agent-2 device-agent-1" {
+			t.Errorf("alive rows by id, descending, with JavaScript off: %v, want agent-2 then agent-1", got)
+		}
+		if hidden, err := chromedp.Run(b.ctx, chromedp.AttributeValue(chromedp.ID("live-state"), "hidden")); err != nil || !hidden.Exists {
+			t.Errorf("the live indicator shows with JavaScript off (%v)", err)
 		}
 		b.shot("clients-no-js")
 	})

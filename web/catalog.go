@@ -3,6 +3,9 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"time"
+
+	"github.com/thinfleet/thinfleet/downloadlink"
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/web/pages"
@@ -21,7 +24,7 @@ func (s *Server) releaseRows(c fleet.Catalog, vs *versions, counts []pages.Versi
 		}
 		rows = append(rows, pages.ReleaseRow{
 			Release: r, Target: r.Version == c.Target, Devices: running,
-			URL: s.opts.PublicURL + "/downloads/" + url.PathEscape(r.File),
+			URL: s.downloadURL(r.File, time.Now()),
 		})
 	}
 	return rows
@@ -64,4 +67,13 @@ func (s *Server) handleDownloadsPage() http.Handler {
 			Releases: s.releaseRows(c, nil, nil),
 		}))
 	})
+}
+
+// downloadURL is where file is downloaded from: a link signed until the
+// offer lifetime from now when the server has a link key, else plain.
+func (s *Server) downloadURL(file string, now time.Time) string {
+	if len(s.opts.LinkKey) >= downloadlink.MinKeyLength {
+		return s.opts.PublicURL + downloadlink.Path(s.opts.LinkKey, file, now.Add(downloadlink.Lifetime))
+	}
+	return s.opts.PublicURL + "/downloads/" + url.PathEscape(file)
 }

@@ -100,10 +100,11 @@ func (s *Server) handleOfferAgain() http.Handler {
 }
 
 func (s *Server) offer(r *http.Request, id string, rel fleet.Release) error {
+	now := time.Now().UTC()
 	o := wire.Offer{
 		ID: nuid.Next(), Name: rel.Name, Version: rel.Version, SHA256: rel.SHA256, Size: rel.Size,
-		Command: rel.Command, URL: s.opts.PublicURL + "/downloads/" + url.PathEscape(rel.File),
-		Time: time.Now().UTC(), Retry: true,
+		Command: rel.Command, URL: s.downloadURL(rel.File, now),
+		Time: now, Retry: true, Signature: rel.Signature,
 	}
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("release %s is not offerable: %w", rel.Version, err)

@@ -17,6 +17,7 @@ var eventKinds = []fleet.EventKind{
 	fleet.EventRegistered, fleet.EventConnected, fleet.EventDisconnected, fleet.EventHardwareChanged,
 	fleet.EventOffered, fleet.EventDownloading, fleet.EventVerifying, fleet.EventInstalling,
 	fleet.EventInstalled, fleet.EventFailed,
+	fleet.EventEnrolled, fleet.EventPending, fleet.EventRefused, fleet.EventRevoked,
 }
 
 func (s *Server) handleHistoryPage() http.Handler {

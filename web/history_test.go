@@ -96,7 +96,7 @@ func TestUpdatesAndDownloadsPages(t *testing.T) {
 	}
 	sum := fmt.Sprintf("%x", sha256Sum(zip))
 	r20 := release("2.0", file)
-	r20.SHA256, r20.Size = sum, int64(len(zip))
+	r20.SHA256, r20.Size, r20.SignatureState = sum, int64(len(zip)), fleet.SignatureVerified
 	p.catalog(t, fleet.Catalog{
 		Releases:     []fleet.Release{r20, release("1.9", "u-1.9.zip")},
 		Refused:      []fleet.Refused{{File: "broken.zip", Reason: "manifest.json: missing version"}},
@@ -113,8 +113,8 @@ func TestUpdatesAndDownloadsPages(t *testing.T) {
 	}
 	got := rows(doc.Find("#releases tbody tr"))
 	want := []string{
-		"Kiosk app 2.0 kiosk app 2.0.zip|2.0 target|" + fmt.Sprint(len(zip)) + " B|" + sum + "|sh install.sh|1 h ago|not recorded|0",
-		"Kiosk app 1.9 u-1.9.zip|1.9|3.0 MiB|" + strings.Repeat("ab", 32) + "|sh install.sh|1 h ago|not recorded|2",
+		"Kiosk app 2.0 kiosk app 2.0.zip|2.0 target|" + fmt.Sprint(len(zip)) + " B|" + sum + "|sh install.sh|1 h ago|verified|0",
+		"Kiosk app 1.9 u-1.9.zip|1.9|3.0 MiB|" + strings.Repeat("ab", 32) + "|sh install.sh|1 h ago|unsigned|2",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("releases:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

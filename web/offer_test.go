@@ -3,11 +3,13 @@ package web
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -27,7 +29,9 @@ func postOffer(t *testing.T, p *pageTest, id string) string {
 
 func TestOfferAgain(t *testing.T) {
 	p := newPageTest(t, pageOptions{})
-	p.catalog(t, fleet.Catalog{Releases: []fleet.Release{release("2.0", "kiosk 2.0.zip")}, Target: "2.0"})
+	r := release("2.0", "kiosk 2.0.zip")
+	r.Signature = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==" // 64 bytes, as an ed25519 signature
+	p.catalog(t, fleet.Catalog{Releases: []fleet.Release{r}, Target: "2.0"})
 	p.device(t, "failed", func(d *fleet.Device) {
 		kiosk("failed", "1.0", true)(d)
 		d.Install = &fleet.Install{Version: "2.0", State: wire.StateFailed, Detail: "exit status 3"}
@@ -53,8 +57,8 @@ func TestOfferAgain(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the offer published is not valid: %v", err)
 		}
-		if !o.Retry || o.Version != "2.0" || o.URL != "http://fleet.example:8080/downloads/kiosk%202.0.zip" || o.SHA256 != sum {
-			t.Errorf("offer = %+v, want a retry of 2.0 from the public URL", o)
+		if !o.Retry || o.Version != "2.0" || o.URL != "http://fleet.example:8080/downloads/kiosk%202.0.zip" || o.SHA256 != sum || o.Signature != r.Signature {
+			t.Errorf("offer = %+v, want a retry of 2.0 from the public URL, with the release's signature", o)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no offer published within 10s")
@@ -99,5 +103,43 @@ func TestOfferAgainDisabled(t *testing.T) {
 	}
 	if loc := postOffer(t, p, "k"); loc != "/clients/k?notice=no-action" {
 		t.Errorf("offer without a connection answered %q", loc)
+	}
+}
+
+func TestOfferAgainSignsTheLink(t *testing.T) {
+	key := []byte("a link key of at least 16 bytes")
+	p := newPageTest(t, pageOptions{linkKey: key})
+	p.catalog(t, fleet.Catalog{Releases: []fleet.Release{release("2.0", "kiosk 2.0.zip")}, Target: "2.0"})
+	p.device(t, "k", kiosk("k", "1.0", true))
+	offers := make(chan *nats.Msg, 1)
+	sub, err := p.nc.ChanSubscribe(wire.OfferSubject("k"), offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := p.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	postOffer(t, p, "k")
+	var o wire.Offer
+	select {
+	case m := <-offers:
+		if o, err = wire.Decode[wire.Offer](m.Data); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no offer published within 10s")
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil || u.Host != "fleet.example:8080" || u.Path != "/downloads/kiosk 2.0.zip" {
+		t.Fatalf("offer URL %q", o.URL)
+	}
+	if err := downloadlink.Check(key, "kiosk 2.0.zip", u.Query(), time.Now()); err != nil {
+		t.Errorf("offer URL %q: %v", o.URL, err)
+	}
+	doc := p.page(t, "/downloads", 200)
+	href, _ := doc.Find("a[download]").Attr("href")
+	if u, err := url.Parse(href); err != nil || downloadlink.Check(key, "kiosk 2.0.zip", u.Query(), time.Now()) != nil {
+		t.Errorf("download link %q is not signed: %v", href, err)
 	}
 }

@@ -34,7 +34,8 @@ type pageTest struct {
 }
 
 type pageOptions struct {
-	noConn bool // leave Options.Conn nil: no offer action
+	noConn  bool   // leave Options.Conn nil: no offer action
+	linkKey []byte // sign download links with it
 }
 
 func newPageTest(t testing.TB, po pageOptions) *pageTest {
@@ -67,6 +68,7 @@ func newPageTest(t testing.TB, po pageOptions) *pageTest {
 	if po.noConn {
 		opts.Conn = nil
 	}
+	opts.LinkKey = po.linkKey
 	p.web, err = New(opts)
 	if err != nil {
 		t.Fatal(err)

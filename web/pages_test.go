@@ -19,7 +19,7 @@ var sum = strings.Repeat("ab", 32)
 
 func release(version, file string) fleet.Release {
 	return fleet.Release{Name: "Kiosk app " + version, Version: version, SHA256: sum, Size: 3 << 20,
-		Command: "sh install.sh", File: file, Added: time.Now().Add(-time.Hour)}
+		Command: "sh install.sh", File: file, Added: time.Now().Add(-time.Hour), SignatureState: fleet.SignatureUnsigned}
 }
 
 func TestOverview(t *testing.T) {

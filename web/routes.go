@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/web/pages"
 )
 
@@ -23,6 +24,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/updates", api(s.handleUpdates()))
 	mux.Handle("GET /api/v1/catalog", api(s.handleCatalog()))
 	mux.Handle("GET /api/v1/history", api(s.handleHistory()))
+	mux.Handle("GET /api/v1/enrollments", api(s.handleEnrollments()))
+	mux.Handle("POST /api/v1/devices/{id}/approve", api(s.handleEnrollState(fleet.EnrollApproved)))
+	mux.Handle("POST /api/v1/devices/{id}/revoke", api(s.handleEnrollState(fleet.EnrollRevoked)))
 
 	mux.Handle("GET /downloads/{file}", s.handleDownload())
 

@@ -34,6 +34,10 @@ type Options struct {
 	// Conn publishes the offers an operator makes from a device's page;
 	// nil disables that action.
 	Conn *nats.Conn
+	// LinkKey signs download links (package downloadlink), as the
+	// decision service does, for the offers and the Downloads page; with
+	// none, links are plain.
+	LinkKey []byte
 }
 
 // Server is the HTTP side of thinfleet. It holds no state of its own:

@@ -22,8 +22,9 @@ const usageHead = `thinfleet-agent keeps this machine on the version of its soft
 the thinfleet server chooses. It connects to the server over NATS, reports
 the machine's hardware and installed version, sends a heartbeat so the
 server knows it is alive, and installs the updates it is offered: it
-downloads the update zip, checks its size and sha256, unpacks it into a
-fresh folder and runs the update's command there with /bin/sh -c. Only a
+downloads the update zip, checks its size and sha256 (and, given
+--publisher-key, the publisher's signature), unpacks it into a fresh
+folder and runs the update's command there with /bin/sh -c. Only a
 command that exits 0 changes the installed version; a failure is reported
 with the end of the command's output and the old version stays.
 
@@ -55,6 +56,7 @@ type options struct {
 	logFormat, logLevel            string
 	version                        bool
 	ca                             string
+	publisherKey                   string
 }
 
 // noEnv are the flags not read from the environment: install commands
@@ -72,6 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.id, "id", "", "this machine's device `ID` (default: generated once from the host name and kept in the state folder)")
 	fs.StringVar(&o.enrollToken, "enroll-token", "", "the `token` the server gave for agents (better set as THINFLEET_ENROLL_TOKEN)")
 	fs.StringVar(&o.ca, "ca", "", "PEM `file` of the authority that signed the server's TLS certificate (default: the system's)")
+	fs.StringVar(&o.publisherKey, "publisher-key", "", "the publisher's public key `file` (thinfleet keygen's publisher.pub): install only releases signed with it")
 	fs.DurationVar(&o.heartbeat, "heartbeat", agent.DefaultHeartbeat, "time between heartbeats; the server counts the agent gone after three missed")
 	fs.DurationVar(&o.commandTimeout, "command-timeout", agent.DefaultCommandTimeout, "stop an install command that runs longer than this")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -98,6 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ID:             o.id,
 		EnrollToken:    o.enrollToken,
 		CA:             o.ca,
+		PublisherKey:   o.publisherKey,
 		Heartbeat:      o.heartbeat,
 		CommandTimeout: o.commandTimeout,
 		AgentVersion:   version,

@@ -41,6 +41,7 @@ func (o *options) registerOps(fs *flag.FlagSet, groups flagGroup) {
 		fs.StringVar(&o.cluster.listen, "cluster", "", "join a NATS cluster: the `address` other nodes connect to, e.g. :6222 (needs --server-name)")
 		fs.StringVar(&o.cluster.name, "cluster-name", "thinfleet", "the cluster's name, the same on every node")
 		fs.StringVar(&o.cluster.routes, "routes", "", "the cluster's nodes as host:port, comma separated (this node may be listed too)")
+		fs.IntVar(&o.replicas, "replicas", 1, "replicas of the buckets and streams the broker opens: 3 on a three-node cluster, as every service's")
 	}
 	if groups&flagTokens != 0 {
 		fs.StringVar(&o.url, "dashboard", "", "the dashboard's `URL`, to print with the tokens")

@@ -27,6 +27,12 @@ type options struct {
 	tlsKey         string
 	logFormat      string
 	logLevel       string
+	// args are the words after the flags, for a command that takes some.
+	args []string
+	// Publisher and download keys (keys.go).
+	keys keyFlags
+	// api is the server's HTTP address, for commands that use its API.
+	api string
 	// Operations (ops.go) and clustering (cluster.go).
 	ops      string
 	url      string
@@ -38,6 +44,7 @@ type flagGroup int
 
 const (
 	flagData flagGroup = 1 << iota
+	flagAPI
 	flagUpdates
 	flagHTTP
 	flagNATSListen
@@ -46,10 +53,17 @@ const (
 	flagOps
 	flagCluster
 	flagCheck
+	flagPublisherKey
+	flagDownloadKey
+	flagKeygen
+	flagSign
 	flagTokens
 )
 
 func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
+	if groups&flagAPI != 0 {
+		fs.StringVar(&o.api, "api", "http://127.0.0.1:8080", "the thinfleet server's HTTP `URL`")
+	}
 	if groups&flagData != 0 {
 		fs.StringVar(&o.data, "data", "./data", "folder for the server's state (JetStream files, generated tokens)")
 	}
@@ -79,12 +93,15 @@ func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
 		fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` of --tls-cert")
 	}
 	o.registerOps(fs, groups)
+	o.registerKeys(fs, groups)
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
 type command struct {
-	help  string
+	help string
+	// args, when set, names the words the command takes after its flags.
+	args  string
 	flags flagGroup
 	run   func(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error
 }
@@ -92,7 +109,7 @@ type command struct {
 var commands = map[string]command{
 	"server": {
 		help:  "Runs the broker, every service and the web API in one process.",
-		flags: flagData | flagUpdates | flagHTTP | flagNATSListen | flagPublicURL,
+		flags: flagData | flagUpdates | flagHTTP | flagNATSListen | flagPublicURL | flagPublisherKey,
 		run:   runServer,
 	},
 	"broker": {
@@ -102,12 +119,12 @@ var commands = map[string]command{
 	},
 	"catalog": {
 		help:  "Watches the updates folder and keeps the release catalog.",
-		flags: flagNATSURL | flagUpdates | flagOps,
+		flags: flagNATSURL | flagUpdates | flagOps | flagPublisherKey,
 		run:   runAlone("catalog"),
 	},
 	"decision": {
 		help:  "Offers the target version to every out-of-date device.",
-		flags: flagNATSURL | flagPublicURL | flagOps,
+		flags: flagNATSURL | flagPublicURL | flagOps | flagDownloadKey,
 		run:   runAlone("decision"),
 	},
 	"presence": {
@@ -127,8 +144,25 @@ var commands = map[string]command{
 	},
 	"web": {
 		help:  "Serves the JSON API and the downloads.",
-		flags: flagNATSURL | flagUpdates | flagHTTP | flagPublicURL,
+		flags: flagNATSURL | flagUpdates | flagHTTP | flagPublicURL | flagDownloadKey,
 		run:   runAlone("web"),
+	},
+	"keygen": {
+		help:  "Makes a publisher key pair: publisher.key (private, mode 0600; keep it off the server) and publisher.pub (public, for --publisher-key). Never overwrites a key.",
+		flags: flagKeygen,
+		run:   runKeygen,
+	},
+	"sign": {
+		help:  "Checks each update zip as the catalog will, then writes its detached signature beside it as ZIP.sig.",
+		args:  "ZIP...",
+		flags: flagSign,
+		run:   runSign,
+	},
+	"devices": {
+		help:  "Lists the devices' enrollments, or approves or revokes one. Revoking closes the device's connection at once and refuses it from then on. The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.",
+		args:  "[list | approve ID | revoke ID]",
+		flags: flagAPI | flagData,
+		run:   runDevices,
 	},
 	"healthcheck": {
 		help:  "Asks a health URL and exits 0 when it answers 200: the health check of a container without a shell.",

@@ -94,7 +94,7 @@ var parts = map[string]part{
 		if err != nil {
 			return nil, err
 		}
-		s, err := catalog.New(catalog.Options{Log: log, Store: store, Dir: o.updates, Rescan: o.rescan, Limits: bundle.DefaultLimits})
+		s, err := catalog.New(catalog.Options{Log: log, Store: store, Dir: o.updates, Rescan: o.rescan, Limits: bundle.DefaultLimits, PublisherKey: o.keys.publisher.key})
 		if err != nil {
 			return nil, err
 		}
@@ -108,7 +108,7 @@ var parts = map[string]part{
 		if o.publicURL == "" {
 			return nil, errors.New("decision: --public-url is required: the base URL agents download updates from")
 		}
-		s, err := decision.New(decision.Options{Log: log, Store: store, Conn: nc, PublicURL: o.publicURL})
+		s, err := decision.New(decision.Options{Log: log, Store: store, Conn: nc, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download)})
 		if err != nil {
 			return nil, err
 		}
@@ -159,7 +159,7 @@ func newWeb(ctx context.Context, d dialer, o *options, adminToken string, log *s
 	if err != nil {
 		return nil, err
 	}
-	s, err := web.New(web.Options{Log: log, Store: store, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL})
+	s, err := web.New(web.Options{Log: log, Store: store, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download)})
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,8 @@ into the updates folder and every out-of-date agent installs it.
 
 Usage:
   thinfleet server [flags]     run everything in one process (start here)
+  thinfleet devices [list | approve ID | revoke ID]
+                               see and decide which agents may connect
   thinfleet version            print the version
 
 Each part of the server can also run alone against a NATS server, as
@@ -61,8 +63,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var o options
 	o.register(fs, c.flags)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: thinfleet %s [flags]\n\n%s\n\nFlags (each also read from THINFLEET_<NAME>):\n", cmd, c.help)
+		fmt.Fprintf(stderr, "Usage: thinfleet %s [flags] %s\n\n%s\n\nFlags (each also read from THINFLEET_<NAME>):\n", cmd, c.args, c.help)
 		fs.PrintDefaults()
+	}
+	if c.args != "" {
+		// Words after the flags belong to the command (devices approve ID).
+		rest, o.args = splitArgs(fs, rest)
 	}
 	if err := parseFlags(fs, rest, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

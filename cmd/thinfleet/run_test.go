@@ -66,14 +66,14 @@ func TestSecretsGeneratedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(first.generated) != 3 || first.admin == "" || first.admin == first.enroll {
+	if len(first.generated) != 4 || first.admin == "" || first.admin == first.enroll || len(first.download) < 16 || first.download == first.admin {
 		t.Fatalf("first start: %+v", first)
 	}
 	again, err := loadSecrets(dir, noenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.admin != first.admin || again.enroll != first.enroll || len(again.generated) != 0 {
+	if again.admin != first.admin || again.enroll != first.enroll || again.download != first.download || len(again.generated) != 0 {
 		t.Errorf("second start made new tokens: %+v", again)
 	}
 	st, err := os.Stat(filepath.Join(dir, "admin.token"))

@@ -16,7 +16,10 @@ import (
 // kept there.
 type secrets struct {
 	admin, enroll, service string
-	generated              []string // the names of those made at this start
+	// download signs the download links in offers (HMAC); only the server
+	// ever needs it.
+	download  string
+	generated []string // the names of those made at this start
 }
 
 func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
@@ -28,6 +31,7 @@ func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
 		{"THINFLEET_ADMIN_TOKEN", "admin.token", &s.admin},
 		{"THINFLEET_ENROLL_TOKEN", "enroll.token", &s.enroll},
 		{"THINFLEET_SERVICE_TOKEN", "service.token", &s.service},
+		{"THINFLEET_DOWNLOAD_KEY", "download.key", &s.download},
 	} {
 		if v := getenv(sec.env); v != "" {
 			*sec.dst = v

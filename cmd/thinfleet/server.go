@@ -50,6 +50,7 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	}
 	defer ln.Close()
 	o.serviceToken = sec.service
+	o.keys.download = sec.download
 
 	d := dialer{
 		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },

@@ -7,8 +7,13 @@
 //
 // Offers go out on core NATS: an offer to a device that is not listening
 // is lost, and the device is offered again when it next reports its
-// version (on every connect) or when the catalog changes. Repeats are
+// version (on every connect), when it turns alive again (alive.go) or when
+// the catalog changes. Repeats are
 // harmless; the agent ignores an offer of what it runs or is installing.
+//
+// Every offer carries the release's signature, when it has one, and a
+// download link signed with the link key that expires with the offer
+// (package downloadlink).
 package decision
 
 import (
@@ -25,6 +30,7 @@ import (
 	"github.com/nats-io/nuid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/wire"
@@ -39,6 +45,10 @@ type Options struct {
 	// PublicURL is the base of download links, such as
 	// http://updates.example.com:8080; required.
 	PublicURL string
+	// LinkKey is the secret that signs the download links in offers,
+	// shared with the web server that checks them; required, at least
+	// downloadlink.MinKeyLength bytes.
+	LinkKey []byte
 }
 
 // Service decides which device gets which offer.
@@ -47,6 +57,7 @@ type Service struct {
 	store *fleet.Store
 	nc    *nats.Conn
 	base  string
+	key   []byte
 }
 
 // New checks opts and returns a service ready to Run.
@@ -58,26 +69,31 @@ func New(opts Options) (*Service, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("decision: public URL %q: want an absolute http or https URL", opts.PublicURL)
 	}
+	if len(opts.LinkKey) < downloadlink.MinKeyLength {
+		return nil, fmt.Errorf("decision: LinkKey, the secret that signs download links, must be at least %d bytes", downloadlink.MinKeyLength)
+	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Service{log: opts.Log, store: opts.Store, nc: opts.Conn, base: strings.TrimRight(opts.PublicURL, "/")}, nil
+	return &Service{log: opts.Log, store: opts.Store, nc: opts.Conn, base: strings.TrimRight(opts.PublicURL, "/"), key: opts.LinkKey}, nil
 }
 
 // ConsumerName is the durable consumer the service reads through.
 const ConsumerName = "decision"
 
 // Run offers updates until ctx ends: to each device that reports an older
-// version, and to every alive device below the target whenever the catalog
-// changes. It returns once ctx has ended and both of its goroutines (the
-// consumer and the catalog watch) have returned; an error only when the
-// consumer cannot be set up.
+// version, to every alive device below the target whenever the catalog
+// changes, and to a device below it that turns alive again. It returns
+// once ctx has ended and its goroutines (the consumer, the catalog watch
+// and the device watch) have returned; an error only when the consumer
+// cannot be set up.
 func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return s.store.ConsumeAgent(ctx, s.log, ConsumerName, []string{wire.AllVersionsInstalled}, s.handleInstalled)
 	})
 	g.Go(func() error { return s.watchCatalog(ctx) })
+	g.Go(func() error { return s.watchAlive(ctx) })
 	return g.Wait()
 }
 
@@ -188,10 +204,11 @@ func holdBack(d fleet.Device, r fleet.Release) string {
 
 // offer publishes an offer of r to device id and records it.
 func (s *Service) offer(ctx context.Context, id, installed string, r fleet.Release, dedup string) error {
+	now := time.Now().UTC()
 	o := wire.Offer{
 		ID: nuid.Next(), Name: r.Name, Version: r.Version, SHA256: r.SHA256, Size: r.Size,
-		Command: r.Command, URL: s.base + "/downloads/" + url.PathEscape(r.File),
-		Time: time.Now().UTC(),
+		Command: r.Command, URL: s.base + downloadlink.Path(s.key, r.File, now.Add(downloadlink.Lifetime)),
+		Time: now, Signature: r.Signature,
 	}
 	if err := o.Validate(); err != nil {
 		// The catalog checks every release; this guards the agent anyway.

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/decision"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
@@ -40,7 +43,7 @@ func setup(t *testing.T, c fleet.Catalog, devices ...fleet.Device) env {
 	}
 	s, err := decision.New(decision.Options{
 		Log: natstest.Logger(t), Store: e.store, Conn: srv.Conn("decision"),
-		PublicURL: "http://updates.example:8080/",
+		PublicURL: "http://updates.example:8080/", LinkKey: linkKey,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -85,19 +88,25 @@ func (e env) next(t *testing.T) offer {
 	t.Helper()
 	select {
 	case m := <-e.offers:
-		_, id, err := wire.ParseSubject(m.Subject)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o, err := wire.Decode[wire.Offer](m.Data)
-		if err != nil {
-			t.Fatalf("offer to %s does not validate: %v", id, err)
-		}
-		return offer{id, o}
+		return e.decode(t, m)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no offer within 10s")
 		return offer{}
 	}
+}
+
+// decode reads an offer off its message.
+func (e env) decode(t *testing.T, m *nats.Msg) offer {
+	t.Helper()
+	_, id, err := wire.ParseSubject(m.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := wire.Decode[wire.Offer](m.Data)
+	if err != nil {
+		t.Fatalf("offer to %s does not validate: %v", id, err)
+	}
+	return offer{id, o}
 }
 
 // until collects offers until one reaches device.
@@ -115,9 +124,15 @@ func (e env) until(t *testing.T, device string) []offer {
 
 const sum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+// signature stands for a publisher's signature, which decision passes on
+// without checking (the catalog did).
+var signature = strings.Repeat("A", 86) + "=="
+
+var linkKey = []byte("decision-test-link-key")
+
 var catalog = fleet.Catalog{
 	Releases: []fleet.Release{
-		{Name: "Update 10", Version: "1.10.0", SHA256: sum, Size: 1234, Command: "sh install.sh", File: "update 1.10.zip"},
+		{Name: "Update 10", Version: "1.10.0", SHA256: sum, Size: 1234, Command: "sh install.sh", File: "update 1.10.zip", Signature: signature},
 		{Name: "Update 9", Version: "1.9.0", SHA256: strings.Repeat("9", 64), Size: 99, Command: "sh install.sh", File: "update-1.9.zip"},
 	},
 	Target: "1.10.0", TargetReason: "newest valid release",
@@ -180,9 +195,10 @@ func TestOfferOnReport(t *testing.T) {
 		if !offered {
 			continue
 		}
+		checkLink(t, o.Offer, "update 1.10.zip")
 		want := wire.Offer{
 			ID: o.ID, Name: "Update 10", Version: "1.10.0", SHA256: sum, Size: 1234, Command: "sh install.sh",
-			URL: "http://updates.example:8080/downloads/update%201.10.zip", Time: o.Time,
+			URL: o.URL, Time: o.Time, Signature: signature,
 		}
 		if o.Offer != want {
 			t.Errorf("offer to %s:\n got %+v\nwant %+v", tt.device, o.Offer, want)
@@ -310,11 +326,39 @@ func TestNew(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	store, nc := srv.Store(), srv.Conn("x")
 	for _, u := range []string{"", "updates.example:8080", "ftp://host/", "http://"} {
-		if _, err := decision.New(decision.Options{Store: store, Conn: nc, PublicURL: u}); err == nil {
+		if _, err := decision.New(decision.Options{Store: store, Conn: nc, PublicURL: u, LinkKey: linkKey}); err == nil {
 			t.Errorf("New with public URL %q: no error", u)
 		}
 	}
-	if _, err := decision.New(decision.Options{Store: store, Conn: nc, PublicURL: "https://fleet.example"}); err != nil {
+	if _, err := decision.New(decision.Options{Store: store, Conn: nc, PublicURL: "https://fleet.example", LinkKey: linkKey}); err != nil {
 		t.Errorf("New: %v", err)
+	}
+	for _, key := range [][]byte{nil, []byte("short")} {
+		if _, err := decision.New(decision.Options{Store: store, Conn: nc, PublicURL: "https://fleet.example", LinkKey: key}); err == nil {
+			t.Errorf("New with link key %q: no error", key)
+		}
+	}
+}
+
+// checkLink checks that an offer's URL is a download link to file, signed
+// with the link key and expiring with the offer.
+func checkLink(t *testing.T, o wire.Offer, file string) {
+	t.Helper()
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base := u.Scheme + "://" + u.Host + u.EscapedPath(); base != "http://updates.example:8080/downloads/"+url.PathEscape(file) {
+		t.Errorf("offer URL %q, want the download of %q", o.URL, file)
+	}
+	if err := downloadlink.Check(linkKey, file, u.Query(), time.Now()); err != nil {
+		t.Errorf("offer URL %q: %v", o.URL, err)
+	}
+	exp, _ := strconv.ParseInt(u.Query().Get("exp"), 10, 64)
+	if got := time.Unix(exp, 0).Sub(o.Time); got < downloadlink.Lifetime-time.Second || got > downloadlink.Lifetime {
+		t.Errorf("the link expires %s after the offer, want %s", got, downloadlink.Lifetime)
+	}
+	if err := downloadlink.Check(linkKey, file, u.Query(), o.Time.Add(downloadlink.Lifetime+time.Second)); err == nil {
+		t.Error("the link is still valid after its lifetime")
 	}
 }

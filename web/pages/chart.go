@@ -12,7 +12,7 @@ type chartRow struct {
 const (
 	chartWidth  = 440
 	chartLabel  = 130 // room for the version at the left
-	chartBarMax = 260
+	chartBarMax = 230
 	chartRowH   = 30
 )
 

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// splitArgs separates a command's words from its flags: the flags come
+// first, the words are everything from the first argument that is not a
+// flag or a flag's value.
+func splitArgs(fs *flag.FlagSet, args []string) (flags, words []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			return args[:i], args[i:]
+		}
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				i++ // the flag's value
+			}
+		}
+	}
+	return args, nil
+}
+
+// runDevices lists enrollments, or approves or revokes one device, through
+// the server's API.
+func runDevices(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+	token := getenv("THINFLEET_ADMIN_TOKEN")
+	if token == "" {
+		data, err := os.ReadFile(filepath.Join(o.data, "admin.token"))
+		if err != nil {
+			return errors.New("set THINFLEET_ADMIN_TOKEN (or run where --data holds admin.token)")
+		}
+		token = strings.TrimSpace(string(data))
+	}
+	api := strings.TrimRight(o.api, "/") + "/api/v1"
+	verb := "list"
+	if len(o.args) > 0 {
+		verb = o.args[0]
+	}
+	switch {
+	case verb == "list" && len(o.args) <= 1:
+		var ens []struct {
+			ID, State, Hostname, PublicKey string
+			Requested                      time.Time
+		}
+		if err := call(ctx, "GET", api+"/enrollments", token, &ens); err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "ID\tSTATE\tHOSTNAME\tREQUESTED")
+		for _, e := range ens {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.ID, e.State, e.Hostname, e.Requested.Local().Format(time.DateTime))
+		}
+		return w.Flush()
+	case (verb == "approve" || verb == "revoke") && len(o.args) == 2:
+		var en struct{ ID, State string }
+		if err := call(ctx, "POST", api+"/devices/"+url.PathEscape(o.args[1])+"/"+verb, token, &en); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", en.ID, en.State)
+		return nil
+	}
+	return errors.New("usage: thinfleet devices [list | approve ID | revoke ID]")
+}
+
+func call(ctx context.Context, method, u, token string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, u, resp.Status)
+	}
+	return json.Unmarshal(body, v)
+}

@@ -1,0 +1,44 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/thinfleet/thinfleet/fleet"
+)
+
+// handleEnrollments lists every device's identity: pending, approved or
+// revoked, with the public key its credentials were issued for.
+func (s *Server) handleEnrollments() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ens, err := s.opts.Store.Enrollments(r.Context())
+		if err != nil {
+			s.internalError(w, err)
+			return
+		}
+		slices.SortFunc(ens, func(a, b fleet.Enrollment) int { return strings.Compare(a.ID, b.ID) })
+		if ens == nil {
+			ens = []fleet.Enrollment{}
+		}
+		writeJSON(w, http.StatusOK, ens)
+	})
+}
+
+// handleEnrollState approves or revokes a device. Revoking closes its
+// broker connection at once and refuses it from then on; it is final.
+func (s *Server) handleEnrollState(state fleet.EnrollState) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		en, err := s.opts.Store.SetEnrollState(r.Context(), r.PathValue("id"), state)
+		switch {
+		case errors.Is(err, fleet.ErrNotFound):
+			writeError(w, http.StatusNotFound, "no device with that id has asked to enroll")
+		case err != nil:
+			writeError(w, http.StatusConflict, err.Error())
+		default:
+			s.log.Info("enrollment changed by an operator", "device", en.ID, "state", en.State)
+			writeJSON(w, http.StatusOK, en)
+		}
+	})
+}
