@@ -102,6 +102,12 @@ func (a *Agent) installSteps(ctx context.Context, o wire.Offer, log *slog.Logger
 	if !sameVersion(manifest.Version, o.Version) {
 		return "", fmt.Errorf("the package is version %q, the offer says %q", manifest.Version, o.Version)
 	}
+	// The command run is the manifest's, which the publisher's signature
+	// covers, never the offer's alone: an offer that says otherwise is
+	// not the package it names.
+	if manifest.Command != o.Command {
+		return "", fmt.Errorf("the package's command is %q, the offer says %q", truncateText(manifest.Command, 200), truncateText(o.Command, 200))
+	}
 
 	// The marker goes down before the command starts: if the agent dies
 	// while it runs, the next start knows, and says so.
@@ -116,8 +122,8 @@ func (a *Agent) installSteps(ctx context.Context, o wire.Offer, log *slog.Logger
 		"THINFLEET_PACKAGE_DIR="+staging,
 		"THINFLEET_RELEASE_DIR="+filepath.Join(a.dirs.releases, dirName(o.Version)),
 	)
-	log.Info("running install command", "command", o.Command, "dir", staging)
-	output, err = runCommand(ctx, staging, o.Command, env, a.opts.CommandTimeout)
+	log.Info("running install command", "command", manifest.Command, "dir", staging)
+	output, err = runCommand(ctx, staging, manifest.Command, env, a.opts.CommandTimeout)
 	if err != nil {
 		return output, err
 	}

@@ -160,6 +160,13 @@ func TestCoreLoop(t *testing.T) {
 			return false, "agent-3 missing"
 		})
 		t.Logf("MEASURED: agent SIGKILL to notAlive: %s", took.Round(time.Millisecond))
+		// The broker saw the connection close: presence did not have to
+		// wait for missed heartbeats.
+		var evs []event
+		_ = srv.get("/api/v1/history?device=agent-3&event=disconnected", &evs)
+		if len(evs) == 0 || evs[0].Detail != "connection closed" {
+			t.Errorf("disconnected events = %+v, want the newest for the closed connection", evs)
+		}
 	})
 
 	t.Run("server killed and restarted loses nothing", func(t *testing.T) {

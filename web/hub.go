@@ -67,11 +67,11 @@ func (h *hub) ensure() {
 		go h.keep("devices", func(ctx context.Context) error { return h.store.WatchDevices(ctx, h.apply) })
 		var catalogOnce, historyOnce sync.Once
 		go h.keep("catalog", func(ctx context.Context) error {
-			return h.store.WatchCatalogChanges(ctx, func() { catalogOnce.Do(h.started) },
+			return h.store.WatchCatalogChanges(ctx, func() { h.watching(&catalogOnce, topicCatalog) },
 				func(fleet.Catalog) { h.notify(topicCatalog, "") })
 		})
 		go h.keep("history", func(ctx context.Context) error {
-			return h.store.WatchEvents(ctx, func() { historyOnce.Do(h.started) },
+			return h.store.WatchEvents(ctx, func() { h.watching(&historyOnce, topicHistory) },
 				func(e fleet.Event) { h.notify(topicHistory, e.Device) })
 		})
 		go h.tick()
@@ -170,6 +170,17 @@ func (h *hub) apply(u fleet.DeviceUpdate) error {
 	h.list = nil
 	h.notifyLocked(topicDevices, id)
 	return nil
+}
+
+// watching is called when a watch of topic t is in place. The first time,
+// it counts towards the hub being ready; after a watch broke and started
+// again, the streams of t are told, since anything may have changed.
+func (h *hub) watching(once *sync.Once, t topic) {
+	first := false
+	once.Do(func() { first = true; h.started() })
+	if !first {
+		h.notify(t, "")
+	}
 }
 
 // started counts a watch in place; the hub is ready with all three.

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
+	"github.com/thinfleet/thinfleet/fleet"
 )
 
 // clusterFlags are "thinfleet broker"'s cluster flags.
@@ -206,4 +207,26 @@ func serveBrokerOps(ctx context.Context, o *options, b *broker.Broker, log *slog
 	}
 	defer closeReady()
 	return serveOps(ctx, o, log, ready)
+}
+
+// openWait bounds how long a service waits at start for JetStream to
+// answer: a cluster elects its leaders in the first seconds after its
+// nodes start, and every service may start before that.
+const openWait = 60 * time.Second
+
+// openFleet opens the fleet state, trying again while JetStream does not
+// answer yet, for up to openWait.
+func openFleet(ctx context.Context, js jetstream.JetStream, opts fleet.Options) (*fleet.Store, error) {
+	deadline := time.Now().Add(openWait)
+	for {
+		store, err := fleet.Open(ctx, js, opts)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return store, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -76,7 +76,7 @@ func openStore(ctx context.Context, d dialer, name string) (*nats.Conn, *fleet.S
 		nc.Close()
 		return nil, nil, fmt.Errorf("%s: jetstream: %w", name, err)
 	}
-	store, err := fleet.Open(ctx, js, fleet.Options{Replicas: d.replicas})
+	store, err := openFleet(ctx, js, fleet.Options{Replicas: d.replicas})
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("%s: %w", name, err)

@@ -21,6 +21,9 @@ Usage:
   thinfleet server [flags]     run everything in one process (start here)
   thinfleet devices [list | approve ID | revoke ID]
                                see and decide which agents may connect
+  thinfleet keygen [--out DIR] make a publisher key pair for signed releases
+  thinfleet sign --key publisher.key ZIP...
+                               sign update zips (writes ZIP.sig beside each)
   thinfleet version            print the version
 
 Each part of the server can also run alone against a NATS server, as

@@ -123,6 +123,9 @@ func (s *Service) Run(ctx context.Context) error {
 		events, errs = w.Events, w.Errors
 		s.watch(w)
 	}
+	if s.key != nil {
+		s.log.Info("signed releases only: a zip needs a signature that verifies against the publisher key")
+	}
 	s.scan(ctx)
 	tick := time.NewTicker(s.rescan)
 	defer tick.Stop()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/thinfleet/thinfleet/metrics"
@@ -53,10 +54,10 @@ type clientEvent struct {
 	Client struct {
 		ID   uint64 `json:"id"`
 		Name string `json:"name"`
-		// NameTag is the name in the user's JWT: for an agent, the device
-		// id the broker authenticated, which the connection name merely
-		// claims.
-		NameTag string `json:"name_tag"`
+		// JWT is the user JWT the connection logged in with. Its name is,
+		// for an agent, the device id the broker authenticated, which the
+		// connection name merely claims.
+		JWT string `json:"jwt"`
 	} `json:"client"`
 	Reason string `json:"reason"`
 }
@@ -136,9 +137,16 @@ func (s *Service) brokerEvent(ctx context.Context, kind inputKind, m *nats.Msg) 
 		metrics.Dropped(label, "bad_json")
 		return
 	}
-	device := e.Client.NameTag
-	if device == "" {
-		device = e.Client.Name
+	device := e.Client.Name
+	if e.Client.JWT != "" {
+		// The broker checked this JWT before it let the client in; the
+		// event comes from the system account, so it is the broker's word.
+		uc, err := jwt.DecodeUserClaims(e.Client.JWT)
+		if err != nil {
+			metrics.Dropped(label, "invalid")
+			return
+		}
+		device = uc.Name
 	}
 	if wire.ValidateID(device) != nil {
 		return
