@@ -106,7 +106,7 @@ func (a *Agent) installSteps(ctx context.Context, o wire.Offer, log *slog.Logger
 	// covers, never the offer's alone: an offer that says otherwise is
 	// not the package it names.
 	if manifest.Command != o.Command {
-		return "", fmt.Errorf("the package's command is %q, the offer says %q", truncateText(manifest.Command, 200), truncateText(o.Command, 200))
+		return "", fmt.Errorf("the package's command is %q, the offer says %q", validHead(manifest.Command, 200), validHead(o.Command, 200))
 	}
 
 	// The marker goes down before the command starts: if the agent dies

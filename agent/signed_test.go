@@ -138,6 +138,16 @@ func TestSignedReleasesOnly(t *testing.T) {
 			wantDetail: "signature does not verify against the publisher key",
 		},
 		{
+			name: "the genuine package, offered with another command",
+			offer: func(t *testing.T, z *zipServer, genuine []byte, o wire.Offer) wire.Offer {
+				o.Signature = pub.sign(t, genuine)
+				o.Command = "echo pwned; " + o.Command // leaves the mark if run
+				return o
+			},
+			wantSteps:  []string{"downloading", "verifying", "installing", "failed"},
+			wantDetail: "the package's command is",
+		},
+		{
 			name: "a package with another command, signed by another key",
 			offer: func(t *testing.T, z *zipServer, genuine []byte, o wire.Offer) wire.Offer {
 				evil := makeZip(t, "1.1", "touch pwned", map[string]string{})

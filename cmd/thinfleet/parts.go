@@ -155,14 +155,15 @@ var parts = map[string]part{
 }
 
 func newWeb(ctx context.Context, d dialer, o *options, adminToken string, log *slog.Logger) (http.Handler, error) {
-	_, store, err := openStore(ctx, d, "web")
+	nc, store, err := openStore(ctx, d, "web")
 	if err != nil {
 		return nil, err
 	}
-	s, err := web.New(web.Options{Log: log, Store: store, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download)})
+	s, err := web.New(web.Options{Log: log, Store: store, Conn: nc, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download)})
 	if err != nil {
 		return nil, err
 	}
+	context.AfterFunc(ctx, s.Close) // ends the live streams at shutdown
 	return s.Handler(), nil
 }
 
