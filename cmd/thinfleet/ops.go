@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -215,18 +216,33 @@ func serveBrokerOps(ctx context.Context, o *options, b *broker.Broker, log *slog
 const openWait = 60 * time.Second
 
 // openFleet opens the fleet state, trying again while JetStream does not
-// answer yet, for up to openWait.
+// answer yet, for up to openWait. On a cluster, services that create the
+// same replicated streams at the same moment stall each other's requests
+// until they time out, so there each attempt is short and starts after a
+// random pause: one of them goes first, and the others find the streams
+// made.
 func openFleet(ctx context.Context, js jetstream.JetStream, opts fleet.Options) (*fleet.Store, error) {
 	deadline := time.Now().Add(openWait)
 	for {
-		store, err := fleet.Open(ctx, js, opts)
+		if opts.Replicas > 1 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(rand.N(2 * time.Second)):
+			}
+		}
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		store, err := fleet.Open(actx, js, opts)
+		cancel()
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return store, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
+		if opts.Replicas <= 1 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
+			}
 		}
 	}
 }
