@@ -11,11 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -31,26 +28,7 @@ type apiTest struct {
 
 func newAPITest(t *testing.T) *apiTest {
 	t.Helper()
-	b, err := broker.Start(broker.Options{
-		DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServiceToken: "svc", EnrollToken: "enroll",
-		Log: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Shutdown)
-	nc, err := b.ConnectService("web-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	store, err := fleet.Open(ctx, js, fleet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, store := startStore(t)
 	a := &apiTest{store: store, updates: t.TempDir()}
 	s, err := New(Options{Log: slog.New(slog.DiscardHandler), Store: store, UpdatesDir: a.updates, AdminToken: testToken, PublicURL: "http://fleet.example:8080/"})
 	if err != nil {

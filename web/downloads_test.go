@@ -14,9 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 )
@@ -27,26 +25,8 @@ var testLinkKey = []byte("web-test-download-link-key")
 // server with linkKey, over a real broker's state.
 func newDownloadTest(t *testing.T, linkKey []byte) (srv *httptest.Server, content string) {
 	t.Helper()
-	b, err := broker.Start(broker.Options{
-		DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServiceToken: "svc", EnrollToken: "enroll",
-		Log: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Shutdown)
-	nc, err := b.ConnectService("web-download-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	store, err := fleet.Open(ctx, js, fleet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, store := startStore(t)
+	ctx := context.Background()
 	updates := t.TempDir()
 	content = strings.Repeat("zip bytes ", 1000)
 	if err := os.WriteFile(filepath.Join(updates, "kiosk app 1.0.zip"), []byte(content), 0o644); err != nil {

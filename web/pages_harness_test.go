@@ -14,7 +14,6 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/fleet"
@@ -40,26 +39,7 @@ type pageOptions struct {
 
 func newPageTest(t testing.TB, po pageOptions) *pageTest {
 	t.Helper()
-	b, err := broker.Start(broker.Options{
-		DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServiceToken: "svc", EnrollToken: "enroll",
-		Log: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Shutdown)
-	nc, err := b.ConnectService("web-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	store, err := fleet.Open(ctx, js, fleet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, nc, store := startStore(t)
 	p := &pageTest{broker: b, store: store, nc: nc, updates: t.TempDir()}
 	opts := Options{
 		Log: slog.New(slog.DiscardHandler), Store: store, UpdatesDir: p.updates,
@@ -69,6 +49,7 @@ func newPageTest(t testing.TB, po pageOptions) *pageTest {
 		opts.Conn = nil
 	}
 	opts.LinkKey = po.linkKey
+	var err error
 	p.web, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
