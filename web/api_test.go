@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 )
