@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,24 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 		ds := srv.devices(t)
 		return len(ds) == 1 && ds[0].Alive, showDevices(ds)
 	})
+
+	// The metrics of the whole server, while it runs: every name is
+	// thinfleet's and the page passes promtool.
+	var page string
+	if err := (api{base: srv.httpURL}).get("/metrics", &page); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(page, "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, "thinfleet_") {
+			t.Errorf("metric not named thinfleet_: %s", line)
+		}
+	}
+	for _, want := range []string{`thinfleet_devices{presence="alive"} 1`, "thinfleet_broker_connections{", "thinfleet_http_request_duration_seconds_bucket{"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	promtool(t, page)
 
 	start := time.Now()
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {

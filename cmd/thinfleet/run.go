@@ -35,9 +35,13 @@ docker compose does (see docker-compose.yml):
   thinfleet inventory  device records: hardware and installed version
   thinfleet history    the append-only update history
   thinfleet web        the JSON API and the downloads
+and, for containers:
+  thinfleet tokens       make the tokens into --data once, and print them
+  thinfleet healthcheck  exit 0 when --url answers 200
 
 Run "thinfleet COMMAND -h" for a command's flags. Every flag can also be
-set in the environment as THINFLEET_<NAME>, e.g. THINFLEET_PUBLIC_URL.
+set in the environment as THINFLEET_<NAME>, e.g. THINFLEET_PUBLIC_URL,
+or read from the file named by THINFLEET_<NAME>_FILE.
 `
 
 // run is the whole program; main only adds the process around it.
