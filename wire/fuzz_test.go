@@ -14,6 +14,8 @@ func FuzzDecode(f *testing.F) {
 		`{"version":"1.10","previous_version":"1.9"}`,
 		validOffer,
 		`{"version":"1.2","state":"failed","detail":"exit status 3","output":"boom"}`,
+		`{"public_key":"UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4","hostname":"kiosk"}`,
+		`{"status":"approved","jwt":"eyJ0eXAiOiJKV1QifQ.e30.c2ln"}`, `{"status":"pending"}`,
 		`null`, `[]`, `{"version":{}}`, "\xff\xfe", `{"interval_ms":1e400}`,
 	} {
 		f.Add([]byte(seed))
@@ -24,6 +26,8 @@ func FuzzDecode(f *testing.F) {
 		roundTrip[Heartbeat](t, data)
 		roundTrip[Offer](t, data)
 		roundTrip[Status](t, data)
+		roundTrip[EnrollRequest](t, data)
+		roundTrip[EnrollResponse](t, data)
 	})
 }
 

@@ -138,6 +138,12 @@ func TestDecode(t *testing.T) {
 		{"status", decodeAs[Status], `{"version":"1.2","state":"downloading","progress":true,"bytes_done":5,"bytes_total":10}`, ""},
 		{"status unknown state", decodeAs[Status], `{"version":"1.2","state":"exploded"}`, "invalid"},
 		{"status negative bytes", decodeAs[Status], `{"version":"1.2","state":"downloading","bytes_done":-5}`, "invalid"},
+		{"enroll request", decodeAs[EnrollRequest], `{"public_key":"UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"}`, ""},
+		{"enroll request account key", decodeAs[EnrollRequest], `{"public_key":"ADXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"}`, "invalid"},
+		{"enroll request no key", decodeAs[EnrollRequest], `{"hostname":"x"}`, "invalid"},
+		{"enroll approved without jwt", decodeAs[EnrollResponse], `{"status":"approved"}`, "invalid"},
+		{"enroll unknown status", decodeAs[EnrollResponse], `{"status":"maybe"}`, "invalid"},
+		{"enroll refused", decodeAs[EnrollResponse], `{"status":"refused","reason":"revoked"}`, ""},
 		{"status huge output", decodeAs[Status], `{"version":"1.2","state":"failed","output":"` + strings.Repeat("o", MaxOutput+1) + `"}`, "invalid"},
 	}
 	for _, tt := range tests {
