@@ -99,8 +99,12 @@ type Agent struct {
 	http  *http.Client
 
 	reportNow chan struct{} // asks the reporter for hardware and version now
-	wake      chan struct{} // tells the installer an offer is pending
-	refused   atomic.Int64  // offers refused as stale or replayed
+	// authFailures counts the broker's refusals of the credentials since
+	// the last connect; renewing is set while new ones are asked for.
+	authFailures atomic.Int32
+	renewing     atomic.Bool
+	wake         chan struct{} // tells the installer an offer is pending
+	refused      atomic.Int64  // offers refused as stale or replayed
 
 	mu      sync.Mutex
 	pending *wire.Offer // the latest offer not yet handled
@@ -201,7 +205,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nc, err := connect(a.opts, a.id, creds, a.log, a.triggerReport)
+	nc, err := connect(a.opts, a.id, creds, a.log, a.connected, a.authRefused(ctx, creds))
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,7 +31,7 @@ const (
 // first connect is retried like a reconnect, so an agent started before
 // its server simply waits, and a rejected token is retried too, since the
 // server may yet accept it. onConnect runs after every (re)connect.
-func connect(o Options, id, creds string, log *slog.Logger, onConnect func()) (*nats.Conn, error) {
+func connect(o Options, id, creds string, log *slog.Logger, onConnect func(), onAuthError func()) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(id),
 		nats.MaxReconnects(-1),
@@ -58,6 +60,9 @@ func connect(o Options, id, creds string, log *slog.Logger, onConnect func()) (*
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn("nats error", "err", err)
+			if isAuthError(err) {
+				onAuthError()
+			}
 		}),
 	}
 	if o.CA != "" {
@@ -93,4 +98,10 @@ func jittered(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2)
+}
+
+// isAuthError reports whether the broker refused the credentials.
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || strings.Contains(strings.ToLower(fmt.Sprint(err)), "authorization violation")
 }

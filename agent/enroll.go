@@ -149,3 +149,53 @@ func truncateString(s string, n int) string {
 	}
 	return s
 }
+
+// renewAfter is how many refusals in a row make the agent ask for new
+// credentials: the server side's keys changed (a new service token), so
+// the broker no longer knows the old ones.
+const renewAfter = 3
+
+// connected runs after every (re)connect.
+func (a *Agent) connected() {
+	a.authFailures.Store(0)
+	a.triggerReport()
+}
+
+// authRefused returns the handler of the broker refusing the credentials
+// at credsPath. After renewAfter refusals in a row, and with the
+// enrollment token at hand, it enrolls again with the same key, in the
+// background, and writes the new credentials where the connection reads
+// them at its next attempt. A revoked device is refused that too, and
+// stays out.
+func (a *Agent) authRefused(ctx context.Context, credsPath string) func() {
+	return func() {
+		if a.authFailures.Add(1) < renewAfter || a.opts.EnrollToken == "" || !a.renewing.CompareAndSwap(false, true) {
+			return
+		}
+		go func() {
+			defer a.renewing.Store(false)
+			user, err := a.userKey()
+			if err != nil {
+				a.log.Error("renew credentials", "err", err)
+				return
+			}
+			a.log.Warn("the broker refuses our credentials; enrolling again")
+			userJWT, err := a.enrollOnce(ctx, user)
+			if err != nil {
+				a.log.Warn("credentials not renewed", "err", err)
+				return
+			}
+			seed, _ := user.Seed()
+			creds, err := jwt.FormatUserConfig(userJWT, seed)
+			if err == nil {
+				err = writeFileAtomic(credsPath, creds, 0o600)
+			}
+			if err != nil {
+				a.log.Error("renew credentials", "err", err)
+				return
+			}
+			a.authFailures.Store(0)
+			a.log.Info("credentials renewed", "credentials", credsPath)
+		}()
+	}
+}

@@ -33,6 +33,9 @@ type Options struct {
 	EnrollToken string
 	// Approve keeps new agents pending.
 	Approve bool
+	// ServiceToken, from which every key derives; ServiceToken (the
+	// constant) when empty.
+	ServiceToken string
 }
 
 // Server is a running test broker with enrollment.
@@ -55,9 +58,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
+	if opts.ServiceToken == "" {
+		opts.ServiceToken = ServiceToken
+	}
 	b, err := broker.Start(broker.Options{
 		DataDir: opts.Dir, Listen: fmt.Sprintf("127.0.0.1:%d", opts.Port),
-		ServiceToken: ServiceToken, EnrollToken: opts.EnrollToken, Log: slog.New(slog.DiscardHandler),
+		ServiceToken: opts.ServiceToken, EnrollToken: opts.EnrollToken, Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatalf("broker: %v", err)
