@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -62,9 +61,6 @@ type Broker struct {
 	srv  *server.Server
 	opts Options
 	keys keys
-
-	mu          sync.Mutex
-	revocations jwt.RevocationList
 }
 
 // Start starts the server and waits until it accepts connections. The
@@ -85,8 +81,7 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	resolverDir := filepath.Join(opts.DataDir, "nats", "accounts")
-	b.revocations = storedRevocations(resolverDir, b.keys)
-	conf, err := b.config(resolverDir)
+	conf, err := TrustConfig(opts.ServiceToken, opts.EnrollToken, resolverDir, storedRevocations(resolverDir, b.keys))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -123,40 +118,49 @@ func Start(opts Options) (*Broker, error) {
 	return b, nil
 }
 
-// config is the server's trust: the operator, the three accounts
-// (preloaded into a full resolver, which keeps later updates such as
-// revocations on disk and shares them across a cluster). It goes through
-// the configuration parser, which NATS gives JSON to.
-func (b *Broker) config(resolverDir string) (string, error) {
-	enroll, err := wire.EnrollAccountKey(b.opts.EnrollToken)
+// TrustConfig is a NATS server configuration (JSON, which the NATS
+// configuration format accepts) holding thinfleet's trust: the operator
+// and the three accounts derived from serviceToken and enrollToken,
+// preloaded into a full resolver kept in resolverDir, which keeps later
+// updates such as revocations on disk and shares them across a cluster.
+// The embedded broker starts from it; a stock nats-server started with it
+// (plus JetStream and a listen address) serves thinfleet unchanged.
+// revocations are carried into the application account.
+func TrustConfig(serviceToken, enrollToken, resolverDir string, revocations jwt.RevocationList) (string, error) {
+	k, err := deriveKeys(serviceToken)
 	if err != nil {
 		return "", err
 	}
-	op, err := operatorJWT(b.keys)
+	enroll, err := wire.EnrollAccountKey(enrollToken)
 	if err != nil {
 		return "", err
 	}
-	app, err := appAccountJWT(b.keys, b.revocations)
+	op, err := operatorJWT(k)
 	if err != nil {
 		return "", err
 	}
-	sys, err := sysAccountJWT(b.keys)
+	app, err := appAccountJWT(k, revocations)
 	if err != nil {
 		return "", err
 	}
-	enr, err := enrollAccountJWT(b.keys, enroll)
+	sys, err := sysAccountJWT(k)
+	if err != nil {
+		return "", err
+	}
+	enr, err := enrollAccountJWT(k, enroll)
 	if err != nil {
 		return "", err
 	}
 	var conf strings.Builder
 	enc := json.NewEncoder(&conf)
 	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
 	err = enc.Encode(map[string]any{
 		"operator":       op,
-		"system_account": pub(b.keys.sys),
+		"system_account": pub(k.sys),
 		"resolver":       map[string]any{"type": "full", "dir": resolverDir, "allow_delete": false},
 		"resolver_preload": map[string]string{
-			pub(b.keys.app): app, pub(b.keys.sys): sys, pub(enroll): enr,
+			pub(k.app): app, pub(k.sys): sys, pub(enroll): enr,
 		},
 	})
 	return conf.String(), err

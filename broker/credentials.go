@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ServiceCredentials returns the connect option of a service named name
@@ -35,4 +36,15 @@ func AppAccountKeyOf(serviceToken string) (string, error) {
 		return "", err
 	}
 	return pub(k.app), nil
+}
+
+// AgentSignerOf returns the scoped key that signs agent users, and the
+// application account it signs for, as serviceToken derives them: what
+// the enrollment service issues credentials with.
+func AgentSignerOf(serviceToken string) (signer nkeys.KeyPair, account string, err error) {
+	k, err := deriveKeys(serviceToken)
+	if err != nil {
+		return nil, "", err
+	}
+	return k.agentSigner, pub(k.app), nil
 }

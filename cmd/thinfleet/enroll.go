@@ -2,26 +2,73 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/services/enroll"
 )
 
-// startEnroll builds the enrollment service beside the broker b, which
-// holds the key agent credentials are signed with.
-func startEnroll(ctx context.Context, b *broker.Broker, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+// startEnroll builds the enrollment service. It signs agent credentials
+// and revocations with keys the service token derives, so it runs beside
+// the embedded broker or alone against any broker of that trust.
+func startEnroll(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
 	nc, store, err := openStore(ctx, d, "enroll")
 	if err != nil {
 		return nil, err
 	}
-	signer, account := b.AgentSigner()
+	signer, account, err := broker.AgentSignerOf(o.serviceToken)
+	if err != nil {
+		return nil, err
+	}
+	sys, err := d.system("thinfleet-enroll-revoke")
+	if err != nil {
+		return nil, err
+	}
+	context.AfterFunc(ctx, sys.Close)
+	revoker, err := broker.NewRevoker(o.serviceToken, sys)
+	if err != nil {
+		return nil, err
+	}
 	s, err := enroll.New(enroll.Options{
-		Log: log, Store: store, Conn: nc, Revoker: b, Approve: o.approveDevices,
+		Log: log, Store: store, Conn: nc, Revoker: revoker, Approve: o.approveDevices,
 		Issue: func(id, userKey string) (string, error) { return broker.AgentJWT(signer, account, id, userKey) },
 	})
 	if err != nil {
 		return nil, err
 	}
 	return s.Run, nil
+}
+
+// runEnroll runs the enrollment service alone against --nats-url.
+func runEnroll(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+	d, err := networkDialer(o)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", "enroll")
+	run, err := startEnroll(ctx, d, o, log)
+	if err != nil {
+		return err
+	}
+	log.Info("service running", "nats", o.natsURL, "approve_devices", o.approveDevices)
+	return run(ctx)
+}
+
+// runNATSConfig prints the configuration that lets a stock nats-server
+// serve thinfleet: its operator and accounts, from the tokens in the data
+// folder or the environment.
+func runNATSConfig(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+	sec, err := loadSecrets(o.data, getenv)
+	if err != nil {
+		return err
+	}
+	conf, err := broker.TrustConfig(sec.service, sec.enroll, filepath.Join(o.data, "nats", "accounts"), nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# thinfleet's operator and accounts for nats-server -c (add jetstream and listen settings).\n# Derived from the service and enrollment tokens: keep this file as secret as they are.\n%s", conf)
+	return nil
 }

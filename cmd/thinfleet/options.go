@@ -45,6 +45,7 @@ type flagGroup int
 const (
 	flagData flagGroup = 1 << iota
 	flagAPI
+	flagApprove
 	flagUpdates
 	flagHTTP
 	flagNATSListen
@@ -61,6 +62,9 @@ const (
 )
 
 func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
+	if groups&flagApprove != 0 {
+		fs.BoolVar(&o.approveDevices, "approve-devices", false, "keep new agents pending until an operator approves them (thinfleet devices approve ID)")
+	}
 	if groups&flagAPI != 0 {
 		fs.StringVar(&o.api, "api", "http://127.0.0.1:8080", "the thinfleet server's HTTP `URL`")
 	}
@@ -76,7 +80,6 @@ func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
 	}
 	if groups&flagNATSListen != 0 {
 		fs.StringVar(&o.nats, "nats", ":4222", "address agents connect to (the embedded NATS server)")
-		fs.BoolVar(&o.approveDevices, "approve-devices", false, "keep new agents pending until an operator approves them (thinfleet devices approve ID)")
 		fs.StringVar(&o.serverName, "server-name", "", "NATS server name, unique in a cluster (default: the host name)")
 	}
 	if groups&flagNATSURL != 0 {
@@ -109,13 +112,23 @@ type command struct {
 var commands = map[string]command{
 	"server": {
 		help:  "Runs the broker, every service and the web API in one process.",
-		flags: flagData | flagUpdates | flagHTTP | flagNATSListen | flagPublicURL | flagPublisherKey,
+		flags: flagData | flagUpdates | flagHTTP | flagNATSListen | flagPublicURL | flagPublisherKey | flagApprove,
 		run:   runServer,
 	},
 	"broker": {
-		help:  "Runs the embedded NATS server with JetStream alone; the services connect to it.",
-		flags: flagData | flagNATSListen | flagOps | flagCluster,
+		help:  "Runs the embedded NATS server with JetStream, and the enrollment service beside it; the other services connect to it.",
+		flags: flagData | flagNATSListen | flagOps | flagCluster | flagApprove,
 		run:   runBroker,
+	},
+	"enroll": {
+		help:  "Answers agents asking for their credentials and carries out revocations; runs inside \"broker\", or alone against a stock nats-server (see nats-config).",
+		flags: flagNATSURL | flagApprove | flagOps,
+		run:   runEnroll,
+	},
+	"nats-config": {
+		help:  "Prints the nats-server configuration (operator and accounts) that lets a stock nats-server serve thinfleet, from the tokens in --data or the environment.",
+		flags: flagData,
+		run:   runNATSConfig,
 	},
 	"catalog": {
 		help:  "Watches the updates folder and keeps the release catalog.",

@@ -65,7 +65,7 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		}
 		g.Go(func() error { return start(gctx) })
 	}
-	enrollRun, err := startEnroll(gctx, b, d, o, log.With("service", "enroll"))
+	enrollRun, err := startEnroll(gctx, d, o, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
@@ -101,13 +101,14 @@ func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		return err
 	}
 	defer b.Shutdown()
+	o.serviceToken = sec.service
 	d := dialer{
 		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },
 		system:  func(name string) (*nats.Conn, error) { return b.ConnectSystem(name) },
 		account: b.AppAccountKey(), replicas: o.replicas,
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	enrollRun, err := startEnroll(gctx, b, d, o, log.With("service", "enroll"))
+	enrollRun, err := startEnroll(gctx, d, o, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
