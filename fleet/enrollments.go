@@ -104,6 +104,11 @@ func (s *Store) SetEnrollState(ctx context.Context, id string, state EnrollState
 		}
 		en.State, en.Decided = state, time.Now().UTC()
 		if err := s.PutEnrollment(ctx, en, rev); err == nil {
+			if state == EnrollApproved {
+				// The enrollment service records revocations once the
+				// broker has carried them out; an approval is done here.
+				_ = s.AppendEvent(ctx, Event{Device: id, Event: EventApproved, Detail: "approved by an operator"}, "")
+			}
 			return en, nil
 		}
 	}

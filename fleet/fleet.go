@@ -129,6 +129,7 @@ const (
 	EventFailed          EventKind = EventKind(wire.StateFailed)
 	EventEnrolled        EventKind = "enrolled"
 	EventPending         EventKind = "pending_approval"
+	EventApproved        EventKind = "approved"
 	EventRefused         EventKind = "refused"
 	EventRevoked         EventKind = "revoked"
 )

@@ -21,10 +21,7 @@ const timelineLength = 30
 
 func (s *Server) handleClient() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		id := r.PathValue("id")
-		since := s.hub.Begin(ctx)
-		d, err := s.opts.Store.Device(ctx, id)
+		v, err := s.clientView(r, r.PathValue("id"))
 		if errors.Is(err, fleet.ErrNotFound) {
 			http.Error(w, "no device with that id", http.StatusNotFound)
 			return
@@ -33,26 +30,55 @@ func (s *Server) handleClient() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		c, err := s.opts.Store.Catalog(ctx)
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		events, more, err := s.opts.Store.EventPage(ctx, fleet.EventFilter{Device: id}, 0, timelineLength)
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		v := pages.ClientView{
-			Frame:  frame(r, "Client "+id, "clients", liveURL(since, "devices,catalog,history", id)),
-			Device: d, Mark: newVersions(c.Target).mark(d.Version), Target: c.Target,
-			OfferNote: s.offerNote(d, c), Events: events,
-		}
-		if more {
-			v.OlderEvents = historyURL(fleet.EventFilter{Device: id}, events[len(events)-1].Seq)
-		}
 		s.render(w, r, http.StatusOK, pages.Client(v))
 	})
+}
+
+// clientView reads what a device's page shows. A device that has asked to
+// enroll but not reported yet (one waiting for approval) has a page too;
+// an id that is neither is fleet.ErrNotFound.
+func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error) {
+	ctx := r.Context()
+	since := s.hub.Begin(ctx)
+	d, err := s.opts.Store.Device(ctx, id)
+	reported := err == nil
+	if err != nil && !errors.Is(err, fleet.ErrNotFound) {
+		return pages.ClientView{}, err
+	}
+	var enrollment *fleet.Enrollment
+	en, _, err := s.opts.Store.Enrollment(ctx, id)
+	switch {
+	case err == nil:
+		enrollment = &en
+	case !errors.Is(err, fleet.ErrNotFound):
+		return pages.ClientView{}, err
+	case !reported:
+		return pages.ClientView{}, fleet.ErrNotFound
+	}
+	if !reported {
+		d = fleet.Device{ID: id}
+	}
+	c, err := s.opts.Store.Catalog(ctx)
+	if err != nil {
+		return pages.ClientView{}, err
+	}
+	events, more, err := s.opts.Store.EventPage(ctx, fleet.EventFilter{Device: id}, 0, timelineLength)
+	if err != nil {
+		return pages.ClientView{}, err
+	}
+	v := pages.ClientView{
+		Frame:    frame(r, "Client "+id, "clients", liveURL(since, "devices,catalog,history,enrollments", id)),
+		Reported: reported, Device: d, Enrollment: enrollment,
+		Mark: newVersions(c.Target).mark(d.Version), Target: c.Target,
+		OfferNote: s.offerNote(d, c), Events: events,
+	}
+	if v.Revoked() {
+		v.OfferNote = "The device is revoked."
+	}
+	if more {
+		v.OlderEvents = historyURL(fleet.EventFilter{Device: id}, events[len(events)-1].Seq)
+	}
+	return v, nil
 }
 
 // handleOfferAgain offers the catalog's target to one device again, with

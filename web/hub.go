@@ -18,9 +18,13 @@ import (
 // 10,000 devices is rendered without reading them all, and it tells the
 // open live streams about each change they show.
 //
-// It starts on first use. Its goroutines (the devices, catalog and
-// history watches and a ticker) run until Close, or until the store's
-// connection is closed; a watch that breaks starts again after a pause.
+// It holds every enrollment the same way, so a page shows who waits for
+// approval and who is revoked without reading the bucket.
+//
+// It starts on first use. Its goroutines (the devices, catalog, history
+// and enrollments watches and a ticker) run until Close, or until the
+// store's connection is closed; a watch that breaks starts again after a
+// pause.
 type hub struct {
 	store     *fleet.Store
 	log       *slog.Logger
@@ -39,6 +43,10 @@ type hub struct {
 	loading map[string]fleet.Device // a fresh watch's initial records
 	list    []fleet.Device          // devices by id; nil when stale
 	subs    map[*subscriber]struct{}
+
+	enrollments map[string]fleet.Enrollment
+	enrollLoad  map[string]fleet.Enrollment // a fresh watch's initial records
+	enrollList  []fleet.Enrollment          // enrollments by id; nil when stale
 }
 
 // seenEvery is how often a change of nothing but a device's last-seen time
@@ -54,7 +62,7 @@ func newHub(store *fleet.Store, log *slog.Logger) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &hub{
 		store: store, log: log, seenEvery: seenEvery, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}, waiting: 3,
+		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}, waiting: 4,
 	}
 }
 
@@ -63,8 +71,9 @@ func (h *hub) ensure() {
 		if h.ctx.Err() != nil {
 			return
 		}
-		h.wg.Add(4)
+		h.wg.Add(5)
 		go h.keep("devices", func(ctx context.Context) error { return h.store.WatchDevices(ctx, h.apply) })
+		go h.keep("enrollments", func(ctx context.Context) error { return h.store.WatchEnrollments(ctx, h.applyEnrollment) })
 		var catalogOnce, historyOnce sync.Once
 		go h.keep("catalog", func(ctx context.Context) error {
 			return h.store.WatchCatalogChanges(ctx, func() { h.watching(&catalogOnce, topicCatalog) },
@@ -183,7 +192,7 @@ func (h *hub) watching(once *sync.Once, t topic) {
 	}
 }
 
-// started counts a watch in place; the hub is ready with all three.
+// started counts a watch in place; the hub is ready with all four.
 func (h *hub) started() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -38,6 +38,8 @@ var notices = map[string]string{
 	"up-to-date": "Nothing offered: the device already runs the target.",
 	"no-target":  "Nothing offered: there is no target version.",
 	"no-action":  "Nothing offered: this server cannot publish offers.",
+	"approved":   "Approved: the agent gets its credentials the next time it asks, within half a minute, and then shows up alive.",
+	"revoked":    "Revoked: the broker closed the device's connection and refuses it from now on.",
 }
 
 func frame(r *http.Request, title, nav, live string) pages.Frame {
@@ -63,10 +65,17 @@ func (s *Server) handleOverview() http.Handler {
 			s.pageError(w, err)
 			return
 		}
+		ens, err := s.hub.Enrollments(ctx)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		pending, _ := pendingAndRevoked(ens)
 		vs := newVersions(c.Target)
 		v := pages.OverviewView{
-			Frame: frame(r, "Overview", "overview", liveURL(since, "devices,catalog,history", "")),
-			Total: len(devices), Target: c.Target, Versions: vs.counts(devices), Events: events,
+			Frame:   frame(r, "Overview", "overview", liveURL(since, "devices,catalog,history,enrollments", "")),
+			Pending: len(pending),
+			Total:   len(devices), Target: c.Target, Versions: vs.counts(devices), Events: events,
 		}
 		for _, d := range devices {
 			if d.Alive {
@@ -100,24 +109,32 @@ func (s *Server) handleClients() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, since, devices, c.Target)))
+		ens, err := s.hub.Enrollments(ctx)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, since, devices, ens, c.Target)))
 	})
 }
 
 // clientsView selects, sorts and cuts one page of devices.
-func clientsView(r *http.Request, since uint64, devices []fleet.Device, target string) pages.ClientsView {
+// The waiting devices are listed above them, at most pages.MaxPending.
+func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fleet.Enrollment, target string) pages.ClientsView {
 	q := pages.ParseClientsQuery(r.URL.Query())
 	vs := newVersions(target)
 	sel := selectClients(devices, q, vs)
+	pending, revoked := pendingAndRevoked(ens)
 	v := pages.ClientsView{
-		Frame: frame(r, "Clients", "clients", liveURL(since, "devices,catalog", "")),
+		Frame:   frame(r, "Clients", "clients", liveURL(since, "devices,catalog,enrollments", "")),
+		Pending: pending[:min(len(pending), pages.MaxPending)], PendingMore: max(0, len(pending)-pages.MaxPending),
 		Query: q, Matching: len(sel), Total: len(devices), Target: target,
 		Pages: max(1, (len(sel)+q.Per-1)/q.Per),
 	}
 	v.Query.Page = min(q.Page, v.Pages)
 	from := (v.Query.Page - 1) * q.Per
 	for _, d := range sel[from:min(from+q.Per, len(sel))] {
-		v.Rows = append(v.Rows, pages.ClientRow{Device: d, Mark: vs.mark(d.Version)})
+		v.Rows = append(v.Rows, pages.ClientRow{Device: d, Mark: vs.mark(d.Version), Revoked: revoked[d.ID]})
 	}
 	for _, c := range vs.counts(devices) {
 		if c.Version != "" {

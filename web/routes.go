@@ -39,6 +39,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /clients", page(s.handleClients()))
 	mux.Handle("GET /clients/{id}", page(s.handleClient()))
 	mux.Handle("POST /clients/{id}/offer", post(page(s.handleOfferAgain())))
+	mux.Handle("POST /clients/{id}/approve", post(page(s.handleEnrollAction(fleet.EnrollApproved))))
+	mux.Handle("POST /clients/{id}/revoke", post(page(s.handleEnrollAction(fleet.EnrollRevoked))))
 	mux.Handle("GET /history", page(s.handleHistoryPage()))
 	mux.Handle("GET /updates", page(s.handleUpdatesPage()))
 	mux.Handle("GET /downloads", page(s.handleDownloadsPage()))

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +68,13 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 		}
 		if r.Method == http.MethodGet && r.URL.Path != "/live" {
 			http.Redirect(w, r, "/login?"+url.Values{"next": {r.URL.RequestURI()}}.Encode(), http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost {
+			// A page's form sent after the session ended: nothing is done;
+			// sign in and go back to the page (/clients/x for
+			// /clients/x/revoke) to do it again.
+			http.Redirect(w, r, "/login?"+url.Values{"next": {path.Dir(r.URL.Path)}}.Encode(), http.StatusSeeOther)
 			return
 		}
 		http.Error(w, "sign in first", http.StatusUnauthorized)

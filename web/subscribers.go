@@ -10,6 +10,7 @@ const (
 	topicDevices topic = 1 << iota
 	topicCatalog
 	topicHistory
+	topicEnrollments
 )
 
 // subscriber is one open live stream.

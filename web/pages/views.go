@@ -36,10 +36,12 @@ const (
 type OverviewView struct {
 	Frame
 	Total, Alive, UpToDate, Outdated int
-	Target                           string
-	Versions                         []VersionCount
-	Installing                       []fleet.Device
-	Events                           []fleet.Event
+	// Pending is how many devices wait for an operator's approval.
+	Pending    int
+	Target     string
+	Versions   []VersionCount
+	Installing []fleet.Device
+	Events     []fleet.Event
 }
 
 // VersionCount is how many devices run one version.
@@ -52,7 +54,8 @@ type VersionCount struct {
 // ClientRow is one device on the Clients page.
 type ClientRow struct {
 	fleet.Device
-	Mark Mark
+	Mark    Mark
+	Revoked bool
 }
 
 // ClientsView is the Clients page.
@@ -65,14 +68,30 @@ type ClientsView struct {
 	Pages           int
 	Versions        []string // every version some device runs, for the filter
 	Target          string
+	// Pending are the devices waiting for approval, longest waiting
+	// first, at most MaxPending of them; PendingMore counts the rest.
+	Pending     []fleet.Enrollment
+	PendingMore int
 }
+
+// MaxPending is how many waiting devices the Clients page lists.
+const MaxPending = 100
 
 // ClientView is the Client detail page.
 type ClientView struct {
 	Frame
-	Device fleet.Device
-	Mark   Mark
-	Target string
+	// Reported is whether the device has reported to the fleet; a device
+	// waiting for approval has not, and Device then has only its id.
+	Reported bool
+	Device   fleet.Device
+	// Enrollment is the device's identity at the broker; nil when none is
+	// recorded.
+	Enrollment *fleet.Enrollment
+	// EnrollError says why the approval or revocation just asked for was
+	// not done.
+	EnrollError string
+	Mark        Mark
+	Target      string
 	// OfferNote says why the offer action is not available; empty when
 	// it is.
 	OfferNote string
@@ -80,6 +99,11 @@ type ClientView struct {
 	// OlderEvents is the URL of the device's older events; empty when
 	// Events are all of them.
 	OlderEvents string
+}
+
+// Revoked reports whether the device's identity is revoked.
+func (v ClientView) Revoked() bool {
+	return v.Enrollment != nil && v.Enrollment.State == fleet.EnrollRevoked
 }
 
 // HistoryView is the Update history page.

@@ -33,11 +33,11 @@
 	}
 	setInterval(tick, 1000);
 
-	// Filters apply as soon as they change.
-	document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
-		form.addEventListener("change", function (e) {
-			if (e.target.matches("select, input[type=checkbox]")) form.requestSubmit();
-		});
+	// Filters apply as soon as they change. The listener is on the
+	// document, so it holds for forms that a refresh swaps in.
+	document.addEventListener("change", function (e) {
+		var form = e.target.closest("form[data-autosubmit]");
+		if (form && e.target.matches("select, input[type=checkbox]")) form.requestSubmit();
 	});
 
 	var src = document.body.getAttribute("data-live");
@@ -45,9 +45,21 @@
 
 	var busy = false, again = false, stream;
 
+	function regions(doc) {
+		return Array.prototype.map.call(doc.querySelectorAll("[data-region]"), function (el) { return el.id; }).join(" ");
+	}
+
 	// swap replaces each region that the fresh page shows differently.
+	// When the page changed shape (a device waiting for approval reported
+	// for the first time), it takes the whole of the fresh page's main.
 	function swap(html) {
 		var doc = new DOMParser().parseFromString(html, "text/html");
+		var main = doc.querySelector("main");
+		if (main && regions(doc) !== regions(document)) {
+			document.querySelector("main").replaceWith(document.adoptNode(main));
+			tick();
+			return;
+		}
 		document.querySelectorAll("[data-region]").forEach(function (el) {
 			var fresh = doc.getElementById(el.id);
 			if (fresh && fresh.innerHTML !== el.innerHTML) {

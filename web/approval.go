@@ -1,0 +1,149 @@
+package web
+
+// Device approval on the dashboard: the hub's copy of the enrollments,
+// and the Approve and Revoke actions of the Clients and device pages.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/web/pages"
+)
+
+// applyEnrollment takes one update of the enrollments watch: the initial
+// records, then a zero Enrollment when they are done, then each change.
+func (h *hub) applyEnrollment(en fleet.Enrollment, initial bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case initial:
+		if h.enrollLoad == nil {
+			h.enrollLoad = map[string]fleet.Enrollment{}
+		}
+		h.enrollLoad[en.ID] = en
+		return nil
+	case en.ID == "":
+		first := h.enrollments == nil
+		h.enrollments, h.enrollLoad, h.enrollList = h.enrollLoad, nil, nil
+		if h.enrollments == nil {
+			h.enrollments = map[string]fleet.Enrollment{}
+		}
+		if first {
+			h.startedLocked()
+		} else {
+			h.notifyLocked(topicEnrollments, "") // a watch started again
+		}
+		return nil
+	}
+	h.enrollments[en.ID] = en
+	h.enrollList = nil
+	h.notifyLocked(topicEnrollments, en.ID)
+	return nil
+}
+
+// Enrollments returns every enrollment, sorted by id. The slice is
+// shared: the caller must not change it.
+func (h *hub) Enrollments(ctx context.Context) ([]fleet.Enrollment, error) {
+	h.ensure()
+	if !h.wait(ctx) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ens, err := h.store.Enrollments(ctx)
+		slices.SortFunc(ens, byEnrollID)
+		return ens, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.enrollList == nil {
+		h.enrollList = make([]fleet.Enrollment, 0, len(h.enrollments))
+		for _, en := range h.enrollments {
+			h.enrollList = append(h.enrollList, en)
+		}
+		slices.SortFunc(h.enrollList, byEnrollID)
+	}
+	return h.enrollList, nil
+}
+
+func byEnrollID(a, b fleet.Enrollment) int { return strings.Compare(a.ID, b.ID) }
+
+// pendingAndRevoked sorts out what the pages show of the enrollments: who
+// waits for approval, longest waiting first, and who is revoked.
+func pendingAndRevoked(ens []fleet.Enrollment) (pending []fleet.Enrollment, revoked map[string]bool) {
+	revoked = map[string]bool{}
+	for _, en := range ens {
+		switch en.State {
+		case fleet.EnrollPending:
+			pending = append(pending, en)
+		case fleet.EnrollRevoked:
+			revoked[en.ID] = true
+		}
+	}
+	slices.SortStableFunc(pending, func(a, b fleet.Enrollment) int { return a.Requested.Compare(b.Requested) })
+	return pending, revoked
+}
+
+// handleEnrollAction approves or revokes a device from a page, then goes
+// back to the page the form was on. A revocation must come with its box
+// ticked (confirm=yes); without it nothing changes and the device's page
+// says why.
+func (s *Server) handleEnrollAction(state fleet.EnrollState) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		id := r.PathValue("id")
+		if state == fleet.EnrollRevoked && r.PostForm.Get("confirm") != "yes" {
+			s.clientWithError(w, r, id, http.StatusBadRequest,
+				"Nothing revoked: tick the box to confirm that this device will be disconnected and refused.")
+			return
+		}
+		en, err := s.opts.Store.SetEnrollState(r.Context(), id, state)
+		switch {
+		case errors.Is(err, fleet.ErrNotFound):
+			http.Error(w, "no device with that id has asked to enroll", http.StatusNotFound)
+			return
+		case err != nil:
+			s.clientWithError(w, r, id, http.StatusConflict, "Nothing changed: "+err.Error()+".")
+			return
+		}
+		s.log.Info("enrollment changed by an operator", "device", en.ID, "state", en.State, "remote", r.RemoteAddr)
+		http.Redirect(w, r, backURL(r.PostForm.Get("back"), id, string(en.State)), http.StatusSeeOther)
+	})
+}
+
+// clientWithError answers with the device's page and why the action was
+// not done.
+func (s *Server) clientWithError(w http.ResponseWriter, r *http.Request, id string, status int, msg string) {
+	v, err := s.clientView(r, id)
+	if errors.Is(err, fleet.ErrNotFound) {
+		http.Error(w, "no device with that id", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		s.pageError(w, err)
+		return
+	}
+	v.EnrollError = msg
+	s.render(w, r, status, pages.Client(v))
+}
+
+// backURL is the page an action returns to, with its notice: the Clients
+// page (with its query) or the device's page, never anywhere else.
+func backURL(back, id, notice string) string {
+	u, err := url.Parse(localPath(back))
+	if err != nil || (u.Path != "/clients" && u.EscapedPath() != pages.ClientURL(id)) {
+		u = &url.URL{Path: "/clients/" + id}
+	}
+	q := u.Query()
+	q.Set("notice", notice)
+	u.RawQuery, u.Fragment = q.Encode(), ""
+	return u.String()
+}
