@@ -33,13 +33,7 @@ func (s *Server) releaseRows(c fleet.Catalog, vs *versions, counts []pages.Versi
 func (s *Server) handleUpdatesPage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		since := s.hub.Begin(ctx)
-		devices, err := s.hub.Devices(ctx)
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		c, err := s.opts.Store.Catalog(ctx)
+		since, devices, c, err := s.snapshot(ctx)
 		if err != nil {
 			s.pageError(w, err)
 			return

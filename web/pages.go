@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"time"
 
@@ -42,6 +43,18 @@ var notices = map[string]string{
 	"revoked":    "Revoked: the broker closed the device's connection and refuses it from now on.",
 }
 
+// snapshot reads what most pages show, every device and the catalog,
+// after taking the live stream's starting point, so that a change in
+// between reaches the page's stream rather than being lost.
+func (s *Server) snapshot(ctx context.Context) (since uint64, devices []fleet.Device, c fleet.Catalog, err error) {
+	since = s.hub.Begin(ctx)
+	if devices, err = s.hub.Devices(ctx); err != nil {
+		return 0, nil, fleet.Catalog{}, err
+	}
+	c, err = s.opts.Store.Catalog(ctx)
+	return since, devices, c, err
+}
+
 func frame(r *http.Request, title, nav, live string) pages.Frame {
 	return pages.Frame{Title: title, Nav: nav, Live: live, Now: time.Now(), Notice: notices[r.URL.Query().Get("notice")]}
 }
@@ -49,13 +62,7 @@ func frame(r *http.Request, title, nav, live string) pages.Frame {
 func (s *Server) handleOverview() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		since := s.hub.Begin(ctx)
-		devices, err := s.hub.Devices(ctx)
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		c, err := s.opts.Store.Catalog(ctx)
+		since, devices, c, err := s.snapshot(ctx)
 		if err != nil {
 			s.pageError(w, err)
 			return
@@ -98,13 +105,7 @@ func (s *Server) handleOverview() http.Handler {
 func (s *Server) handleClients() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		since := s.hub.Begin(ctx)
-		devices, err := s.hub.Devices(ctx)
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		c, err := s.opts.Store.Catalog(ctx)
+		since, devices, c, err := s.snapshot(ctx)
 		if err != nil {
 			s.pageError(w, err)
 			return
