@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/thinfleet/thinfleet/agent"
+	"github.com/thinfleet/thinfleet/envfile"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -66,6 +67,7 @@ var noEnv = map[string]bool{"version": true}
 
 // run is the whole program; main only adds the process around it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	getenv = envfile.Getenv(getenv) // THINFLEET_ENROLL_TOKEN_FILE and the like
 	fs := flag.NewFlagSet("thinfleet-agent", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // run reports parse errors itself
 	var o options

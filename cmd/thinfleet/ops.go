@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -50,27 +49,6 @@ func (o *options) registerOps(fs *flag.FlagSet, groups flagGroup) {
 	}
 	if groups&flagCheck != 0 {
 		fs.StringVar(&o.url, "url", "http://127.0.0.1:8080/healthz", "the `URL` to ask")
-	}
-}
-
-// withSecretFiles lets every THINFLEET_<NAME> variable come from a file
-// named by THINFLEET_<NAME>_FILE (the docker secrets convention), so
-// tokens need not sit in a container's environment. A file that cannot be
-// read reads as unset.
-func withSecretFiles(getenv func(string) string) func(string) string {
-	return func(name string) string {
-		if v := getenv(name); v != "" || !strings.HasPrefix(name, "THINFLEET_") {
-			return v
-		}
-		path := getenv(name + "_FILE")
-		if path == "" {
-			return ""
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSpace(string(data))
 	}
 }
 

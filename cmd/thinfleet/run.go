@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/thinfleet/thinfleet/envfile"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,7 +48,7 @@ or read from the file named by THINFLEET_<NAME>_FILE.
 
 // run is the whole program; main only adds the process around it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	getenv = withSecretFiles(getenv)
+	getenv = envfile.Getenv(getenv)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")

@@ -1,4 +1,4 @@
-package main
+package envfile
 
 import (
 	"os"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestWithSecretFiles(t *testing.T) {
+func TestGetenv(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "service.token")
 	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
@@ -19,7 +19,7 @@ func TestWithSecretFiles(t *testing.T) {
 		"THINFLEET_ENROLL_TOKEN_FILE":  filepath.Join(dir, "missing"),
 		"OTHER_FILE":                   file,
 	}
-	getenv := withSecretFiles(func(k string) string { return env[k] })
+	getenv := Getenv(func(k string) string { return env[k] })
 	tests := []struct{ name, want string }{
 		{"THINFLEET_SERVICE_TOKEN", "from-file"}, // read from the file, trimmed
 		{"THINFLEET_ADMIN_TOKEN", "direct"},      // the variable wins
