@@ -131,7 +131,7 @@ func TestInstall(t *testing.T) {
 			offer: func(t *testing.T, z *zipServer, out string) wire.Offer {
 				data := makeZip(t, "1.1", "true", map[string]string{"big": strings.Repeat("x", 10000)})
 				o := z.put("/u.zip", "1.1", "true", data)
-				z.files["/u.zip"] = data[:len(data)-100]
+				z.set("/u.zip", data[:len(data)-100])
 				return o
 			},
 			wantSteps: []string{"downloading", failed},
@@ -149,7 +149,7 @@ func TestInstall(t *testing.T) {
 				o := z.put("/u.zip", "1.1", cmd, data)
 				tampered := slices.Clone(data)
 				tampered[len(tampered)/2] ^= 0x01
-				z.files["/u.zip"] = tampered
+				z.set("/u.zip", tampered)
 				return o
 			},
 			wantSteps: []string{"downloading", "verifying", failed},
@@ -167,7 +167,7 @@ func TestInstall(t *testing.T) {
 			offer: func(t *testing.T, z *zipServer, out string) wire.Offer {
 				data := makeZip(t, "1.1", "true", map[string]string{})
 				o := z.put("/u.zip", "1.1", "true", data)
-				z.files["/u.zip"] = append(slices.Clone(data), "trailing bytes"...)
+				z.set("/u.zip", append(slices.Clone(data), "trailing bytes"...))
 				return o
 			},
 			wantSteps: []string{"downloading", failed},
@@ -181,12 +181,12 @@ func TestInstall(t *testing.T) {
 			name: "resumes a download cut short",
 			offer: func(t *testing.T, z *zipServer, out string) wire.Offer {
 				data := makeZip(t, "1.1", "true", map[string]string{"big": randomHex(20000)})
-				z.cutFirst["/u.zip"] = true
+				z.cutFirstResponse("/u.zip")
 				return z.put("/u.zip", "1.1", "true", data)
 			},
 			wantSteps: []string{"downloading", "verifying", "installing", installed},
 			check: func(t *testing.T, st wire.Status, z *zipServer, out, stateDir string) {
-				size := len(z.files["/u.zip"])
+				size := len(z.file("/u.zip"))
 				if want := fmt.Sprintf("bytes=%d-", size/2); !slices.Contains(z.rangesSeen(), want) {
 					t.Errorf("Range headers %q, want %q", z.rangesSeen(), want)
 				}

@@ -55,9 +55,7 @@ func (p publisher) sign(t *testing.T, data []byte) string {
 // what it serves would: size and sha256 match the bytes sent, so only
 // the signature can tell.
 func serveAs(z *zipServer, o wire.Offer, data []byte) wire.Offer {
-	z.mu.Lock()
-	z.files[strings.TrimPrefix(o.URL, z.URL)] = data
-	z.mu.Unlock()
+	z.set(strings.TrimPrefix(o.URL, z.URL), data)
 	sum := sha256.Sum256(data)
 	o.SHA256, o.Size = hex.EncodeToString(sum[:]), int64(len(data))
 	return o

@@ -79,6 +79,27 @@ func (z *zipServer) serve(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "update.zip", time.Time{}, bytes.NewReader(data))
 }
 
+// set serves data at path, replacing what was there.
+func (z *zipServer) set(path string, data []byte) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.files[path] = data
+}
+
+// cutFirstResponse makes the next response for path end halfway.
+func (z *zipServer) cutFirstResponse(path string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.cutFirst[path] = true
+}
+
+// file returns what is served at path.
+func (z *zipServer) file(path string) []byte {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.files[path]
+}
+
 func (z *zipServer) rangesSeen() []string {
 	z.mu.Lock()
 	defer z.mu.Unlock()
