@@ -16,8 +16,15 @@ import (
 // no-op: a service that redelivers the message behind an event passes the
 // same id and the event is kept once.
 func (s *Store) AppendEvent(ctx context.Context, e Event, dedupID string) error {
+	_, err := s.AppendEventOnce(ctx, e, dedupID)
+	return err
+}
+
+// AppendEventOnce is AppendEvent that also says whether the event is new:
+// false when dedupID marked it a repeat that JetStream kept only once.
+func (s *Store) AppendEventOnce(ctx context.Context, e Event, dedupID string) (appended bool, err error) {
 	if err := wire.ValidateID(e.Device); err != nil {
-		return fmt.Errorf("append event: %w", err)
+		return false, fmt.Errorf("append event: %w", err)
 	}
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
@@ -25,16 +32,17 @@ func (s *Store) AppendEvent(ctx context.Context, e Event, dedupID string) error 
 	e.Seq = 0
 	data, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+		return false, fmt.Errorf("encode event: %w", err)
 	}
 	var opts []jetstream.PublishOpt
 	if dedupID != "" {
 		opts = append(opts, jetstream.WithMsgID(dedupID))
 	}
-	if _, err := s.js.Publish(ctx, historyPrefix+e.Device, data, opts...); err != nil {
-		return fmt.Errorf("append %s event for %s: %w", e.Event, e.Device, err)
+	ack, err := s.js.Publish(ctx, historyPrefix+e.Device, data, opts...)
+	if err != nil {
+		return false, fmt.Errorf("append %s event for %s: %w", e.Event, e.Device, err)
 	}
-	return nil
+	return !ack.Duplicate, nil
 }
 
 // EventFilter selects history events. Zero fields select everything.

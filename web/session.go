@@ -3,6 +3,7 @@ package web
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -113,6 +114,15 @@ func (s *Server) handleLogin() http.Handler {
 			return
 		}
 		next := localPath(r.PostForm.Get("next"))
+		client, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ok, warn := s.logins.Allow(client); !ok {
+			if warn {
+				s.log.Warn("sign-in attempts over the limit", "remote", r.RemoteAddr)
+			}
+			w.Header().Set("Retry-After", "10")
+			s.render(w, r, http.StatusTooManyRequests, pages.Login(pages.LoginView{Next: next, Error: "Too many sign-in attempts from this address: wait a few seconds."}))
+			return
+		}
 		token := strings.TrimSpace(r.PostForm.Get("token"))
 		if subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.AdminToken)) != 1 {
 			s.log.Warn("sign-in refused: wrong admin token", "remote", r.RemoteAddr)

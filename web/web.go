@@ -50,7 +50,17 @@ type Server struct {
 	// cross refuses cross-site POSTs, which a session cookie would
 	// otherwise let through.
 	cross *http.CrossOriginProtection
+	// logins bounds sign-in attempts per client address, so the admin
+	// token cannot be guessed at speed.
+	logins *fleet.DeviceLimiter
 }
+
+// A client address may try to sign in loginBurst times at once, then
+// once every ten seconds.
+const (
+	loginRate  = 0.1
+	loginBurst = 10
+)
 
 // New returns a Server; Handler gives its routes.
 func New(opts Options) (*Server, error) {
@@ -68,6 +78,7 @@ func New(opts Options) (*Server, error) {
 		opts: opts, log: opts.Log, hub: newHub(opts.Store, opts.Log),
 		sessions: &sessions{expires: map[string]time.Time{}},
 		cross:    http.NewCrossOriginProtection(),
+		logins:   fleet.NewDeviceLimiter(loginRate, loginBurst),
 	}, nil
 }
 

@@ -71,10 +71,12 @@ func (s *Service) handle(ctx context.Context, m fleet.AgentMessage) error {
 		Time: m.Time, Device: m.Device, Event: fleet.EventKind(st.State),
 		Version: st.Version, Detail: detail,
 	}
-	if err := s.store.AppendEvent(ctx, e, m.ID); err != nil {
+	appended, err := s.store.AppendEventOnce(ctx, e, m.ID)
+	if err != nil {
 		return err
 	}
-	if st.State == wire.StateInstalled || st.State == wire.StateFailed {
+	// A redelivered status is kept once, and counted once.
+	if appended && (st.State == wire.StateInstalled || st.State == wire.StateFailed) {
 		metrics.Installs.WithLabelValues(string(st.State)).Inc()
 	}
 	s.log.Debug("install step", "device", m.Device, "state", st.State, "version", st.Version)

@@ -133,6 +133,7 @@ func TestRedeliveredKeptOnce(t *testing.T) {
 	e.status(t, "dev-1", wire.Status{Version: "1.0", State: wire.StateInstalled})
 	waitEvents(t, e.store, "dev-1", 2)
 	stop()
+	installed := natstest.Counter(t, "thinfleet_installs_total", map[string]string{"result": "installed"})
 
 	// Losing the consumer makes JetStream deliver every status again, with
 	// the ids they had.
@@ -147,6 +148,10 @@ func TestRedeliveredKeptOnce(t *testing.T) {
 
 	if evs := natstest.Events(t, e.store, "dev-1"); len(evs) != 2 {
 		t.Errorf("dev-1 has %d events after redelivery, want 2: %+v", len(evs), evs)
+	}
+	// The sentinel's install is the only new one.
+	if got := natstest.Counter(t, "thinfleet_installs_total", map[string]string{"result": "installed"}) - installed; got != 1 {
+		t.Errorf("installs{installed} grew by %v over the redelivery, want 1 (the sentinel's)", got)
 	}
 }
 
