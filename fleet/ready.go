@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Ready reports whether the store can serve: its connection is up and
@@ -20,6 +21,13 @@ func (s *Store) Ready(ctx context.Context) error {
 	}
 	if _, err := s.catalog.Status(ctx); err != nil {
 		return fmt.Errorf("catalog bucket: %w", err)
+	}
+	for name, kv := range map[string]interface {
+		Status(context.Context) (jetstream.KeyValueStatus, error)
+	}{"enrollments": s.enrollments, "sessions": s.sessions} {
+		if _, err := kv.Status(ctx); err != nil {
+			return fmt.Errorf("%s bucket: %w", name, err)
+		}
 	}
 	if _, err := s.agent.Info(ctx); err != nil {
 		return fmt.Errorf("stream %s: %w", AgentStream, err)

@@ -45,6 +45,7 @@ type Store struct {
 	history jetstream.Stream
 
 	enrollments jetstream.KeyValue
+	sessions    jetstream.KeyValue
 }
 
 // Open creates (or updates) the buckets and streams and returns a Store on
@@ -94,6 +95,9 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 		return nil, fmt.Errorf("open history stream: %w", err)
 	}
 	if err := s.openEnrollments(ctx, opts.Replicas); err != nil {
+		return nil, err
+	}
+	if err := s.openSessions(ctx, opts.Replicas); err != nil {
 		return nil, err
 	}
 	return s, nil

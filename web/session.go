@@ -8,55 +8,37 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/web/pages"
 )
 
-// The session cookie. Sessions live in the server's memory: a restart
-// signs everyone out, which is the safe way to lose them.
+// The session cookie. Sessions are kept in the store (fleet.CreateSession),
+// so a restart of the web server signs nobody out and several web servers
+// share them; the cookie itself is never stored, only its hash.
 const (
 	sessionCookie   = "thinfleet_session"
-	sessionLifetime = 12 * time.Hour
+	sessionLifetime = fleet.SessionLifetime
 )
 
-// sessions are the signed-in browsers, by their cookie's random value.
-type sessions struct {
-	mu      sync.Mutex
-	expires map[string]time.Time
-}
-
-func (ss *sessions) create() string {
-	token := rand.Text() // 26 characters of base32: 130 random bits
-	now := time.Now()
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for t, exp := range ss.expires {
-		if now.After(exp) {
-			delete(ss.expires, t)
-		}
-	}
-	ss.expires[token] = now.Add(sessionLifetime)
-	return token
-}
-
-func (ss *sessions) valid(token string) bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	exp, ok := ss.expires[token]
-	return ok && time.Now().Before(exp)
-}
-
-func (ss *sessions) end(token string) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	delete(ss.expires, token)
+// newSession starts a session and returns its cookie's random value:
+// 26 characters of base32, 130 random bits.
+func (s *Server) newSession(r *http.Request) (string, error) {
+	token := rand.Text()
+	return token, s.opts.Store.CreateSession(r.Context(), token)
 }
 
 func (s *Server) signedIn(r *http.Request) bool {
 	c, err := r.Cookie(sessionCookie)
-	return err == nil && s.sessions.valid(c.Value)
+	if err != nil {
+		return false
+	}
+	ok, err := s.opts.Store.SessionValid(r.Context(), c.Value)
+	if err != nil {
+		s.log.Error("session check", "err", err)
+	}
+	return ok
 }
 
 // requireSession lets a request through only from a signed-in browser. A
@@ -129,8 +111,13 @@ func (s *Server) handleLogin() http.Handler {
 			s.render(w, r, http.StatusUnauthorized, pages.Login(pages.LoginView{Next: next, Error: "That is not the admin token."}))
 			return
 		}
+		token, err := s.newSession(r)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
 		http.SetCookie(w, &http.Cookie{
-			Name: sessionCookie, Value: s.sessions.create(), Path: "/",
+			Name: sessionCookie, Value: token, Path: "/",
 			MaxAge: int(sessionLifetime / time.Second), HttpOnly: true,
 			SameSite: http.SameSiteStrictMode, Secure: s.secure(r),
 		})
@@ -142,7 +129,9 @@ func (s *Server) handleLogin() http.Handler {
 func (s *Server) handleLogout() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c, err := r.Cookie(sessionCookie); err == nil {
-			s.sessions.end(c.Value)
+			if err := s.opts.Store.EndSession(r.Context(), c.Value); err != nil {
+				s.log.Error("sign out", "err", err)
+			}
 		}
 		http.SetCookie(w, &http.Cookie{
 			Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -43,10 +42,9 @@ type Options struct {
 // Server is the HTTP side of thinfleet. It holds no state of its own:
 // everything it shows is read from the Store.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	hub      *hub
-	sessions *sessions
+	opts Options
+	log  *slog.Logger
+	hub  *hub
 	// cross refuses cross-site POSTs, which a session cookie would
 	// otherwise let through.
 	cross *http.CrossOriginProtection
@@ -76,9 +74,8 @@ func New(opts Options) (*Server, error) {
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	return &Server{
 		opts: opts, log: opts.Log, hub: newHub(opts.Store, opts.Log),
-		sessions: &sessions{expires: map[string]time.Time{}},
-		cross:    http.NewCrossOriginProtection(),
-		logins:   fleet.NewDeviceLimiter(loginRate, loginBurst),
+		cross:  http.NewCrossOriginProtection(),
+		logins: fleet.NewDeviceLimiter(loginRate, loginBurst),
 	}, nil
 }
 
