@@ -30,6 +30,9 @@ const (
 	// first, backing off to enrollRetryMax.
 	enrollRetry    = time.Second
 	enrollRetryMax = 30 * time.Second
+	// pendingPoll is the pause while the server says an operator has yet
+	// to approve: short, so an approval takes effect within seconds.
+	pendingPoll = 3 * time.Second
 )
 
 // credentials returns the path of the agent's credentials file, enrolling
@@ -64,13 +67,20 @@ func (a *Agent) credentials(ctx context.Context) (string, error) {
 			return path, nil
 		}
 		a.log.Warn("not enrolled yet", "err", err, "attempt", attempt)
+		wait := backoff(enrollRetry, enrollRetryMax, attempt)
+		if errors.Is(err, errPending) {
+			wait = pendingPoll
+		}
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-time.After(jittered(backoff(enrollRetry, enrollRetryMax, attempt))):
+		case <-time.After(jittered(wait)):
 		}
 	}
 }
+
+// errPending is the answer while an operator has yet to approve the device.
+var errPending = errors.New("waiting for an operator to approve this device")
 
 // userKey loads the agent's private key, or makes and keeps one.
 func (a *Agent) userKey() (nkeys.KeyPair, error) {
@@ -137,7 +147,7 @@ func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, err
 	case wire.EnrollApproved:
 		return resp.JWT, nil
 	case wire.EnrollPending:
-		return "", errors.New("waiting for an operator to approve this device")
+		return "", errPending
 	default:
 		return "", fmt.Errorf("refused: %s", resp.Reason)
 	}

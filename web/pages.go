@@ -39,7 +39,7 @@ var notices = map[string]string{
 	"up-to-date": "Nothing offered: the device already runs the target.",
 	"no-target":  "Nothing offered: there is no target version.",
 	"no-action":  "Nothing offered: this server cannot publish offers.",
-	"approved":   "Approved: the agent gets its credentials the next time it asks, within half a minute, and then shows up alive.",
+	"approved":   "Approved: the agent gets its credentials the next time it asks, within a few seconds, and then shows up alive.",
 	"revoked":    "Revoked: the broker closed the device's connection and refuses it from now on.",
 }
 

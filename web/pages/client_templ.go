@@ -61,7 +61,7 @@ func Client(v ClientView) templ.Component {
 						return templ_7745c5c3_Err
 					}
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "</p><p class=\"muted\">This device has not reported to the fleet yet. An agent waiting for approval gets its credentials once approved and then reports within half a minute.</p>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "</p><p class=\"muted\">This device has not reported to the fleet yet. An agent waiting for approval gets its credentials once approved and then reports within a few seconds.</p>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

@@ -107,7 +107,7 @@ func pendingPanel(v ClientsView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "</span></h2><p class=\"muted\">These agents asked to join the fleet. Approve the ones you expect: an approved agent gets its credentials the next time it asks, within half a minute.</p><div class=\"table-wrap\"><table class=\"pending\"><thead><tr><th>ID</th><th>Hostname</th><th>Requested</th><th class=\"opt\">Public key</th><th><span class=\"visually-hidden\">Action</span></th></tr></thead> <tbody>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "</span></h2><p class=\"muted\">These agents asked to join the fleet. Approve the ones you expect: an approved agent gets its credentials the next time it asks, within a few seconds.</p><div class=\"table-wrap\"><table class=\"pending\"><thead><tr><th>ID</th><th>Hostname</th><th>Requested</th><th class=\"opt\">Public key</th><th><span class=\"visually-hidden\">Action</span></th></tr></thead> <tbody>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
