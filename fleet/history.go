@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,8 +59,24 @@ func (f EventFilter) match(e Event) bool {
 	return (f.Kind == "" || e.Event == f.Kind) && (f.Version == "" || e.Version == f.Version)
 }
 
-// Events returns the matching events, newest first.
+// Events returns the matching events, newest first. A read that fails
+// while a cluster elects a new stream leader is tried again, a few times
+// over about two seconds, before the error is returned.
 func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
+	for attempt := 1; ; attempt++ {
+		evs, err := s.events(ctx, f)
+		if err == nil || attempt == 5 || ctx.Err() != nil || errors.Is(err, wire.ErrInvalidID) {
+			return evs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) events(ctx context.Context, f EventFilter) ([]Event, error) {
 	subject := historyPrefix + "*"
 	if f.Device != "" {
 		if err := wire.ValidateID(f.Device); err != nil {
