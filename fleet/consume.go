@@ -50,13 +50,32 @@ const (
 // AgentMessageRate messages a second has the excess dropped and counted, so
 // a flooding agent does not hold up the others. It returns when ctx ends.
 func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string, subjects []string, handle func(context.Context, AgentMessage) error) error {
-	cons, err := s.agent.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable: name, FilterSubjects: subjects,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
 		DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 1000,
-	})
-	if err != nil {
-		return fmt.Errorf("%s: create consumer: %w", name, err)
+	}
+	// On a cluster that is electing leaders or starting up, creating the
+	// consumer can time out: the service waits and tries again rather than
+	// giving up.
+	var cons jetstream.Consumer
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c, err := s.agent.CreateOrUpdateConsumer(cctx, cfg)
+		cancel()
+		if err == nil {
+			cons = c
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("create consumer, will retry", "service", name, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
+		}
 	}
 	limiter := NewDeviceLimiter(AgentMessageRate, AgentMessageBurst)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
