@@ -6,14 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/thinfleet/thinfleet/agent"
-	"github.com/thinfleet/thinfleet/envfile"
+	"github.com/thinfleet/thinfleet/settings"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -67,7 +65,7 @@ var noEnv = map[string]bool{"version": true}
 
 // run is the whole program; main only adds the process around it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	getenv = envfile.Getenv(getenv) // THINFLEET_ENROLL_TOKEN_FILE and the like
+	getenv = settings.Getenv(getenv) // THINFLEET_ENROLL_TOKEN_FILE and the like
 	fs := flag.NewFlagSet("thinfleet-agent", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // run reports parse errors itself
 	var o options
@@ -82,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&o.version, "version", false, "print the agent's version and exit")
-	if err := parseFlags(fs, args, getenv); err != nil {
+	if err := settings.Parse(fs, args, getenv, noEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout, fs)
 			return nil
@@ -93,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "thinfleet-agent", version)
 		return nil
 	}
-	log, err := newLogger(o.logFormat, o.logLevel, stderr)
+	log, err := settings.Logger(o.logFormat, o.logLevel, stderr)
 	if err != nil {
 		return err
 	}
@@ -123,36 +121,6 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, usageTail)
 }
 
-// parseFlags parses args, then fills every flag not given on the command
-// line from THINFLEET_<NAME> (dashes become underscores).
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || noEnv[f.Name] {
-			return
-		}
-		env := envName(f.Name)
-		if v := getenv(env); v != "" {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
-
-func envName(flagName string) string {
-	return "THINFLEET_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
 // defaultStateDir is /var/lib/thinfleet-agent for root, else the user's
 // state folder ($XDG_STATE_HOME, or ~/.local/state).
 func defaultStateDir(euid int, getenv func(string) string) string {
@@ -166,19 +134,4 @@ func defaultStateDir(euid int, getenv func(string) string) string {
 		return filepath.Join(home, ".local", "state", "thinfleet-agent")
 	}
 	return "thinfleet-agent-state"
-}
-
-func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	hopts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, hopts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, hopts)), nil
-	}
-	return nil, fmt.Errorf("--log-format: want text or json, not %q", format)
 }

@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"strings"
 
-	"github.com/thinfleet/thinfleet/envfile"
+	"github.com/thinfleet/thinfleet/settings"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -48,7 +46,7 @@ or read from the file named by THINFLEET_<NAME>_FILE.
 
 // run is the whole program; main only adds the process around it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	getenv = envfile.Getenv(getenv)
+	getenv = settings.Getenv(getenv)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
@@ -79,56 +77,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// Words after the flags belong to the command (devices approve ID).
 		rest, o.args = splitArgs(fs, rest)
 	}
-	if err := parseFlags(fs, rest, getenv); err != nil {
+	if err := settings.Parse(fs, rest, getenv, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
-	log, err := newLogger(o.logFormat, o.logLevel, stderr)
+	log, err := settings.Logger(o.logFormat, o.logLevel, stderr)
 	if err != nil {
 		return err
 	}
 	return c.run(ctx, &o, log, getenv, stdout)
-}
-
-// parseFlags parses args, then fills every flag not given on the command
-// line from THINFLEET_<NAME> (dashes become underscores).
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
-			return
-		}
-		env := "THINFLEET_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(env); v != "" {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s: %w", env, e)
-			}
-		}
-	})
-	return err
-}
-
-func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	hopts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, hopts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, hopts)), nil
-	}
-	return nil, fmt.Errorf("--log-format: want text or json, not %q", format)
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/thinfleet/thinfleet/settings"
 )
 
 func TestRunUsage(t *testing.T) {
@@ -48,7 +50,7 @@ func TestEnvironmentFillsFlags(t *testing.T) {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	var o options
 	o.register(fs, flagData|flagHTTP|flagPublicURL)
-	if err := parseFlags(fs, []string{"--data", "/flag/data"}, func(k string) string { return env[k] }); err != nil {
+	if err := settings.Parse(fs, []string{"--data", "/flag/data"}, func(k string) string { return env[k] }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if o.publicURL != "http://fleet.example:8080" || o.http != ":9999" {

@@ -1,8 +1,9 @@
-// Package envfile lets every THINFLEET_<NAME> setting come from a file
-// named by THINFLEET_<NAME>_FILE (the docker secrets convention), so that
-// tokens need not sit in a process's environment. Both binaries read their
-// environment through it.
-package envfile
+// Package settings reads a thinfleet binary's settings, the same way in
+// both: flags, each also read from THINFLEET_<NAME>, which may in turn
+// come from a file named by THINFLEET_<NAME>_FILE (the docker secrets
+// convention, so tokens need not sit in a process's environment); and the
+// logger the flags ask for.
+package settings
 
 import (
 	"os"
