@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,21 +26,10 @@ import (
 const shutdownGrace = 10 * time.Second
 
 func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
-	sec, err := loadSecrets(o.data, getenv)
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(o.updates, 0o755); err != nil {
 		return fmt.Errorf("make updates folder: %w", err)
 	}
-	tlsConf, err := o.tlsConfig()
-	if err != nil {
-		return err
-	}
-	b, err := broker.Start(broker.Options{
-		DataDir: o.data, Listen: o.nats, ServerName: o.serverName,
-		ServiceToken: sec.service, EnrollToken: sec.enroll, TLS: tlsConf, Log: log,
-	})
+	b, sec, tlsConf, d, err := startBroker(o, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -49,14 +39,8 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		return err
 	}
 	defer ln.Close()
-	o.serviceToken = sec.service
 	o.keys.download = sec.download
 
-	d := dialer{
-		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },
-		system:  func(name string) (*nats.Conn, error) { return b.ConnectSystem(name) },
-		account: b.AppAccountKey(),
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, name := range []string{"catalog", "decision", "presence", "inventory", "history"} {
 		start, err := parts[name](gctx, d, o, log.With("service", name))
@@ -83,14 +67,19 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	return err
 }
 
-func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+// startBroker starts the embedded broker with the tokens (from the
+// environment or the data folder) and the TLS the options give, and
+// returns it with the tokens, the TLS config and the in-process dialer of
+// the services that run beside it. It sets o.serviceToken, which the
+// enrollment service derives its keys from.
+func startBroker(o *options, getenv func(string) string, log *slog.Logger) (*broker.Broker, secrets, *tls.Config, dialer, error) {
 	sec, err := loadSecrets(o.data, getenv)
 	if err != nil {
-		return err
+		return nil, secrets{}, nil, dialer{}, err
 	}
 	tlsConf, err := o.tlsConfig()
 	if err != nil {
-		return err
+		return nil, secrets{}, nil, dialer{}, err
 	}
 	b, err := broker.Start(broker.Options{
 		DataDir: o.data, Listen: o.nats, ServerName: o.serverName,
@@ -98,15 +87,23 @@ func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		Cluster: o.cluster.broker(),
 	})
 	if err != nil {
-		return err
+		return nil, secrets{}, nil, dialer{}, err
 	}
-	defer b.Shutdown()
 	o.serviceToken = sec.service
 	d := dialer{
 		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },
 		system:  func(name string) (*nats.Conn, error) { return b.ConnectSystem(name) },
 		account: b.AppAccountKey(), replicas: o.replicas,
 	}
+	return b, sec, tlsConf, d, nil
+}
+
+func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+	b, _, _, d, err := startBroker(o, getenv, log)
+	if err != nil {
+		return err
+	}
+	defer b.Shutdown()
 	g, gctx := errgroup.WithContext(ctx)
 	enrollRun, err := startEnroll(gctx, d, o, log.With("service", "enroll"))
 	if err != nil {
