@@ -141,30 +141,16 @@ func (s *Store) WatchEnrollments(ctx context.Context, fn func(en Enrollment, ini
 	if err != nil {
 		return fmt.Errorf("watch enrollments: %w", err)
 	}
-	defer w.Stop()
 	initial := true
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch enrollments: watcher closed")
-			}
-			if e == nil {
-				initial = false
-				if err := fn(Enrollment{}, false); err != nil {
-					return err
-				}
-				continue
-			}
-			var en Enrollment
-			if json.Unmarshal(e.Value(), &en) != nil {
-				continue
-			}
-			if err := fn(en, initial); err != nil {
-				return err
-			}
+	return follow(ctx, w, "enrollments", func(e jetstream.KeyValueEntry) error {
+		if e == nil {
+			initial = false
+			return fn(Enrollment{}, false)
 		}
-	}
+		var en Enrollment
+		if json.Unmarshal(e.Value(), &en) != nil {
+			return nil
+		}
+		return fn(en, initial)
+	})
 }

@@ -132,30 +132,25 @@ func (s *Store) getDevice(ctx context.Context, id string) (Device, uint64, error
 
 // Devices returns every device, in no particular order.
 func (s *Store) Devices(ctx context.Context) ([]Device, error) {
-	w, err := s.devices.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
-	}
-	defer w.Stop()
 	var out []Device
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("list devices: watcher closed")
-			}
-			if e == nil { // the initial values are all in
-				return out, nil
-			}
-			var d Device
-			if err := json.Unmarshal(e.Value(), &d); err != nil {
-				continue // a record we cannot read is skipped, not fatal
-			}
-			out = append(out, d)
+	err := s.WatchDevices(ctx, func(u DeviceUpdate) error {
+		if u.Synced {
+			return errStopWatch // the stored values are all in
 		}
+		if !u.Deleted {
+			out = append(out, u.Device)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStopWatch):
+		return out, nil
+	case err != nil:
+		return nil, fmt.Errorf("list devices: %w", err)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
 	}
+	return out, nil
 }
 
 // ErrUnchanged may be returned by an UpdateDevice function to write nothing.
@@ -239,25 +234,14 @@ func (s *Store) WatchCatalog(ctx context.Context, fn func(Catalog) error) error 
 	if err != nil {
 		return fmt.Errorf("watch catalog: %w", err)
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	return follow(ctx, w, "catalog", func(e jetstream.KeyValueEntry) error {
+		if e == nil || e.Operation() != jetstream.KeyValuePut {
 			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch catalog: watcher closed")
-			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			c, err := decodeCatalog(e.Value())
-			if err != nil {
-				continue
-			}
-			if err := fn(c); err != nil {
-				return err
-			}
 		}
-	}
+		c, err := decodeCatalog(e.Value())
+		if err != nil {
+			return nil
+		}
+		return fn(c)
+	})
 }

@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,37 +32,20 @@ func (s *Store) WatchDevices(ctx context.Context, fn func(DeviceUpdate) error) e
 	if err != nil {
 		return fmt.Errorf("watch devices: %w", err)
 	}
-	defer w.Stop()
 	initial := true
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("watch devices: watcher closed")
-			}
-			if e == nil {
-				initial = false
-				if err := fn(DeviceUpdate{Synced: true}); err != nil {
-					return err
-				}
-				continue
-			}
-			u := DeviceUpdate{Initial: initial}
-			if e.Operation() != jetstream.KeyValuePut {
-				u.Device.ID, u.Deleted = e.Key(), true
-			} else if json.Unmarshal(e.Value(), &u.Device) != nil {
-				continue
-			}
-			if err := fn(u); err != nil {
-				return err
-			}
+	return follow(ctx, w, "devices", func(e jetstream.KeyValueEntry) error {
+		if e == nil {
+			initial = false
+			return fn(DeviceUpdate{Synced: true})
 		}
-	}
+		u := DeviceUpdate{Initial: initial}
+		if e.Operation() != jetstream.KeyValuePut {
+			u.Device.ID, u.Deleted = e.Key(), true
+		} else if json.Unmarshal(e.Value(), &u.Device) != nil {
+			return nil
+		}
+		return fn(u)
+	})
 }
 
 // WatchEvents calls started once the watch is in place, then fn with
@@ -105,8 +87,25 @@ func (s *Store) WatchCatalogChanges(ctx context.Context, started func(), fn func
 	if err != nil {
 		return fmt.Errorf("watch catalog: %w", err)
 	}
-	defer w.Stop()
 	started()
+	return follow(ctx, w, "catalog", func(e jetstream.KeyValueEntry) error {
+		if e == nil || e.Operation() != jetstream.KeyValuePut {
+			return nil
+		}
+		if c, err := decodeCatalog(e.Value()); err == nil {
+			fn(c)
+		}
+		return nil
+	})
+}
+
+// follow reads w's updates and hands each to fn, with a nil entry once the
+// values stored when the watch began are all in. It returns nil when ctx
+// ends, fn's error as is, or an error naming what when the watcher closes
+// on its own; a caller that watches again gets the stored values first,
+// so it misses nothing.
+func follow(ctx context.Context, w jetstream.KeyWatcher, what string, fn func(jetstream.KeyValueEntry) error) error {
+	defer w.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -116,13 +115,10 @@ func (s *Store) WatchCatalogChanges(ctx context.Context, started func(), fn func
 				if ctx.Err() != nil {
 					return nil
 				}
-				return errors.New("watch catalog: watcher closed")
+				return fmt.Errorf("watch %s: watcher closed", what)
 			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			if c, err := decodeCatalog(e.Value()); err == nil {
-				fn(c)
+			if err := fn(e); err != nil {
+				return err
 			}
 		}
 	}
