@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.server, "server", "nats://127.0.0.1:4222", "the thinfleet server's NATS `URL`; several separated by commas")
 	fs.StringVar(&o.state, "state", defaultStateDir(os.Geteuid(), getenv), "`folder` for the agent's id, state, downloads and installed packages")
 	fs.StringVar(&o.id, "id", "", "this machine's device `ID` (default: generated once from the host name and kept in the state folder)")
-	fs.StringVar(&o.enrollToken, "enroll-token", "", "the `token` the server gave for agents (better set as THINFLEET_ENROLL_TOKEN)")
+	fs.StringVar(&o.enrollToken, "enroll-token", "", "the `token` the server gave for agents, needed once to enroll (better set as THINFLEET_ENROLL_TOKEN)")
 	fs.StringVar(&o.ca, "ca", "", "PEM `file` of the authority that signed the server's TLS certificate (default: the system's)")
 	fs.StringVar(&o.publisherKey, "publisher-key", "", "the publisher's public key `file` (thinfleet keygen's publisher.pub): install only releases signed with it")
 	fs.DurationVar(&o.heartbeat, "heartbeat", agent.DefaultHeartbeat, "time between heartbeats; the server counts the agent gone after three missed")

@@ -35,6 +35,9 @@ docker compose does (see docker-compose.yml):
   thinfleet inventory  device records: hardware and installed version
   thinfleet history    the append-only update history
   thinfleet web        the JSON API and the downloads
+  thinfleet enroll     agents' credentials and revocations (inside broker, or alone)
+Against a stock nats-server:
+  thinfleet nats-config  print the operator and accounts for nats-server -c
 and, for containers:
   thinfleet tokens       make the tokens into --data once, and print them
   thinfleet healthcheck  exit 0 when --url answers 200
