@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,7 +105,9 @@ func (f *fleet) read() []*jsMsg {
 		if err != nil {
 			return f.msgs // no message at f.next yet
 		}
-		f.msgs = append(f.msgs, &jsMsg{subject: m.Subject, data: m.Data})
+		// The intake stores an agent's message under a prefix of its own.
+		subject, _ := strings.CutPrefix(m.Subject, fleetstate.IntakePrefix)
+		f.msgs = append(f.msgs, &jsMsg{subject: subject, data: m.Data})
 		f.next++
 	}
 }

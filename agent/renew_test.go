@@ -29,7 +29,7 @@ func TestRenewsRefusedCredentials(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			_, err = st.GetLastMsgForSubject(ctx, wire.HWReportSubject(ta.ID()))
+			_, err = st.GetLastMsgForSubject(ctx, fleetstate.StoredSubject(wire.HWReportSubject(ta.ID())))
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return false, "no hardware report yet"
 			}

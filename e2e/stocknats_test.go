@@ -60,6 +60,7 @@ func TestStockNATSServer(t *testing.T) {
 		args []string
 	}{
 		{"enroll", nil},
+		{"intake", nil},
 		{"catalog", []string{"--updates", updates, "--rescan", "1s"}},
 		{"decision", []string{"--public-url", "http://" + webAddr}},
 		{"presence", nil},

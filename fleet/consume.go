@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,24 +35,42 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// AgentMessageRate and AgentMessageBurst bound what one device may send
-// through the agent stream: far above what an agent sends (a few progress
-// statuses a second during an install), far below a flood.
-const (
-	AgentMessageRate  = 20
-	AgentMessageBurst = 100
-)
+// IntakePrefix is put before an agent's subject when the intake stores
+// its message in the agent stream. The stream never captures a subject an
+// agent may publish on: JetStream answers every publish it stores on the
+// publish's reply subject, and an agent chooses its reply subject freely.
+// Only the intake, which checks that the reply is the agent's own inbox,
+// publishes into the stream.
+const IntakePrefix = "thinfleet.in."
+
+// StoredSubject is the subject under which the agent stream keeps a
+// message an agent sent on subject.
+func StoredSubject(subject string) string { return IntakePrefix + subject }
+
+// StoredSubjects are the agent stream's subjects.
+func StoredSubjects() []string {
+	out := make([]string, len(wire.AgentStreamSubjects))
+	for i, s := range wire.AgentStreamSubjects {
+		out[i] = StoredSubject(s)
+	}
+	return out
+}
 
 // ConsumeAgent delivers the agent messages on subjects to handle, through a
 // durable consumer called name, so that a service that was down gets every
 // message it missed. A message handle fails with a Permanent error (or whose
 // subject is not a device subject) is logged, counted and dropped; any
-// other error redelivers it after a pause. A device sending more than
-// AgentMessageRate messages a second has the excess dropped and counted, so
-// a flooding agent does not hold up the others. It returns when ctx ends.
+// other error redelivers it after a pause. Subjects are agent subjects
+// (wire.AllStatuses, …). Nothing acknowledged is dropped for pacing here:
+// a device's rate is limited by the intake, before its message is
+// acknowledged. It returns when ctx ends.
 func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string, subjects []string, handle func(context.Context, AgentMessage) error) error {
+	filter := make([]string, len(subjects))
+	for i, subj := range subjects {
+		filter[i] = StoredSubject(subj)
+	}
 	cfg := jetstream.ConsumerConfig{
-		Durable: name, FilterSubjects: subjects,
+		Durable: name, FilterSubjects: filter,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
 		DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 1000,
 	}
@@ -77,25 +96,20 @@ func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string,
 		case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
 		}
 	}
-	limiter := NewDeviceLimiter(AgentMessageRate, AgentMessageBurst)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
 			_ = m.Term()
 			return
 		}
-		kind, id, err := wire.ParseSubject(m.Subject())
+		subject, stored := strings.CutPrefix(m.Subject(), IntakePrefix)
+		kind, id, err := wire.ParseSubject(subject)
+		if err == nil && !stored {
+			err = errors.New("not stored by the intake")
+		}
 		if err != nil {
 			log.Warn("dropped message", "service", name, "subject", m.Subject(), "err", err)
 			metrics.Dropped(string(kind), "bad_subject")
-			_ = m.Term()
-			return
-		}
-		if ok, warn := limiter.Allow(id); !ok {
-			if warn {
-				log.Warn("device over its message rate; dropping its messages", "service", name, "device", id, "kind", kind)
-			}
-			metrics.Dropped(string(kind), "rate_limited")
 			_ = m.Term()
 			return
 		}

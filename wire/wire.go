@@ -35,10 +35,13 @@ const (
 	AllStatuses          = prefixStatus + "*"
 )
 
-// AgentStreamSubjects are the agent subjects that JetStream keeps, so that
-// a message an agent saw acknowledged survives a server crash and reaches
-// every service even if it was down at the time. Heartbeats are not kept:
-// they are only worth anything while fresh.
+// AgentStreamSubjects are the agent subjects whose messages the server
+// keeps, so that a message an agent saw acknowledged survives a server
+// crash and reaches every service even if it was down at the time. An
+// agent publishes them as JetStream publishes (a request whose reply
+// subject is under its own inbox, AgentInboxPrefix) and gets a JetStream
+// acknowledgement back. Heartbeats are not kept: they are only worth
+// anything while fresh.
 var AgentStreamSubjects = []string{AllHWReports, AllVersionsInstalled, AllStatuses}
 
 // HWReportSubject is where device id reports its hardware.

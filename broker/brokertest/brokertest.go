@@ -1,6 +1,6 @@
 // Package brokertest runs the real server-side broker for tests of code
 // that talks to it: the embedded NATS server with thinfleet's accounts
-// and JetStream, and the enrollment service, so that an agent enrolls and
+// and JetStream, the enrollment service and the intake, so that an agent enrolls and
 // connects exactly as it does against a real server.
 package brokertest
 
@@ -14,10 +14,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/enroll"
+	"github.com/thinfleet/thinfleet/services/intake"
 )
 
 // ServiceToken is the service token of every test broker.
@@ -86,9 +88,19 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	in, err := intake.New(intake.Options{Log: slog.New(slog.DiscardHandler), Conn: s.Conn})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rctx, rcancel := context.WithCancel(context.Background())
 	s.cancel = rcancel
-	go func() { defer close(s.done); _ = svc.Run(rctx) }()
+	go func() {
+		defer close(s.done)
+		g, gctx := errgroup.WithContext(rctx)
+		g.Go(func() error { return svc.Run(gctx) })
+		g.Go(func() error { return in.Run(gctx) })
+		_ = g.Wait()
+	}()
 	t.Cleanup(s.Stop)
 	return s
 }

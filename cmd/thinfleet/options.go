@@ -116,7 +116,7 @@ var commands = map[string]command{
 		run:   runServer,
 	},
 	"broker": {
-		help:  "Runs the embedded NATS server with JetStream, and the enrollment service beside it; the other services connect to it.",
+		help:  "Runs the embedded NATS server with JetStream, and the enrollment service and the intake beside it; the other services connect to it.",
 		flags: flagData | flagNATSListen | flagOps | flagCluster | flagApprove,
 		run:   runBroker,
 	},
@@ -149,6 +149,11 @@ var commands = map[string]command{
 		help:  "Keeps the device records: hardware and installed version.",
 		flags: flagNATSURL | flagOps,
 		run:   runAlone("inventory"),
+	},
+	"intake": {
+		help:  "Stores the agents' reports in the agent stream, refusing replies outside an agent's inbox and pacing each device (runs inside broker; alone only beside a stock nats-server).",
+		flags: flagNATSURL | flagOps,
+		run:   runAlone("intake"),
 	},
 	"history": {
 		help:  "Keeps the append-only update history.",

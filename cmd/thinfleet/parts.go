@@ -18,6 +18,7 @@ import (
 	"github.com/thinfleet/thinfleet/services/catalog"
 	"github.com/thinfleet/thinfleet/services/decision"
 	"github.com/thinfleet/thinfleet/services/history"
+	"github.com/thinfleet/thinfleet/services/intake"
 	"github.com/thinfleet/thinfleet/services/inventory"
 	"github.com/thinfleet/thinfleet/services/presence"
 	"github.com/thinfleet/thinfleet/web"
@@ -136,6 +137,18 @@ var parts = map[string]part{
 			return nil, err
 		}
 		s, err := inventory.New(inventory.Options{Log: log, Store: store})
+		if err != nil {
+			return nil, err
+		}
+		return s.Run, nil
+	},
+	"intake": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+		nc, err := d.service("thinfleet-intake")
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, func() { _ = nc.Drain() })
+		s, err := intake.New(intake.Options{Log: log, Conn: nc})
 		if err != nil {
 			return nil, err
 		}

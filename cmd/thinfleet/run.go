@@ -36,6 +36,7 @@ docker compose does (see docker-compose.yml):
   thinfleet history    the append-only update history
   thinfleet web        the JSON API and the downloads
   thinfleet enroll     agents' credentials and revocations (inside broker, or alone)
+  thinfleet intake     agents' reports into the agent stream (inside broker, or alone)
 Against a stock nats-server:
   thinfleet nats-config  print the operator and accounts for nats-server -c
 and, for containers:

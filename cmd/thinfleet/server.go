@@ -42,7 +42,7 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	o.keys.download = sec.download
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, name := range []string{"catalog", "decision", "presence", "inventory", "history"} {
+	for _, name := range []string{"intake", "catalog", "decision", "presence", "inventory", "history"} {
 		start, err := parts[name](gctx, d, o, log.With("service", name))
 		if err != nil {
 			return err
@@ -110,6 +110,13 @@ func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		return err
 	}
 	g.Go(func() error { return enrollRun(gctx) })
+	// The intake is the agents' door into the agent stream; beside the
+	// broker, each node of a cluster has one.
+	intakeRun, err := parts["intake"](gctx, d, o, log.With("service", "intake"))
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return intakeRun(gctx) })
 	fmt.Fprintf(stdout, "thinfleet broker %s\n  agents and services connect to: %s\n", version, b.ClientURL())
 	g.Go(func() error { return serveBrokerOps(gctx, o, b, log) })
 	return g.Wait()

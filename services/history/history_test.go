@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/history"
@@ -203,5 +204,34 @@ func TestGarbage(t *testing.T) {
 		if got := natstest.Dropped(t, c.kind, c.reason) - c.before; got != c.want {
 			t.Errorf("dropped{%s,%s} grew by %v, want %v", c.kind, c.reason, got, c.want)
 		}
+	}
+}
+
+// TestBacklogKeptWhole stops nothing at consumption: statuses that the
+// stream acknowledged while the history service was down, far more than a
+// device may send in a second, all become events once it is back.
+func TestBacklogKeptWhole(t *testing.T) {
+	e := setup(t)
+	const n = 400
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		st := wire.Status{OfferID: fmt.Sprintf("o%d", i), Version: fmt.Sprintf("1.%d", i), State: wire.StateFailed, Detail: "boom"}
+		data, _ := json.Marshal(st)
+		if _, err := js.PublishAsync(fleet.StoredSubject(wire.StatusSubject("busy")), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not acknowledge the backlog")
+	}
+	e.start()
+	evs := waitEvents(t, e.store, "busy", n)
+	if len(evs) != n {
+		t.Errorf("%d events from %d acknowledged statuses", len(evs), n)
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/thinfleet/thinfleet/services/intake"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
 	"github.com/thinfleet/thinfleet/services/inventory"
 	"github.com/thinfleet/thinfleet/services/presence"
@@ -31,6 +33,11 @@ func TestFloodDoesNotSlowOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.Run(t, inv.Run)
+	in, err := intake.New(intake.Options{Log: natstest.Logger(t), Conn: e.srv.Conn("intake")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, in.Run)
 
 	droppedBefore := natstest.Dropped(t, string(wire.KindHeartbeat), "rate_limited") +
 		natstest.Dropped(t, string(wire.KindHWReport), "rate_limited")
@@ -64,7 +71,7 @@ func TestFloodDoesNotSlowOthers(t *testing.T) {
 
 	// The flood: bounded in time and count, heartbeats on core NATS and
 	// hardware reports through JetStream, as fast as the connection goes.
-	bad := e.srv.Conn("bad")
+	bad := e.srv.Conn("bad", nats.CustomInboxPrefix(wire.AgentInboxPrefix("bad")))
 	js, _ := jetstream.New(bad)
 	floodEnd := time.Now().Add(3 * time.Second)
 	hb := []byte(`{"interval_ms":100}`)

@@ -136,8 +136,9 @@ func (s *Server) Store() *fleet.Store {
 	return st
 }
 
-// Publish publishes data on subject through JetStream, as an agent does,
-// and fails the test unless the agent stream acknowledges it.
+// Publish stores data in the agent stream as the intake does with what an
+// agent sends on subject, and fails the test unless the stream
+// acknowledges it.
 func Publish(t testing.TB, nc *nats.Conn, subject string, data []byte) {
 	t.Helper()
 	js, err := jetstream.New(nc)
@@ -146,7 +147,7 @@ func Publish(t testing.TB, nc *nats.Conn, subject string, data []byte) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.Publish(ctx, subject, data); err != nil {
+	if _, err := js.Publish(ctx, fleet.StoredSubject(subject), data); err != nil {
 		t.Fatalf("publish %s: %v", subject, err)
 	}
 }
