@@ -8,8 +8,12 @@
 // and writes the device record only when Alive flips (with a "connected"
 // or "disconnected" history event) and, otherwise, LastSeen at most once
 // every FlushEvery per device. Memory is a cache: on start presence loads
-// the records and gives every device recorded alive three intervals to
-// prove it, so a restart neither loses a device nor keeps a dead one.
+// the records, then asks the broker for its open connections (and again
+// after every reconnect to it, as the events sent while it was away are
+// lost): a device recorded alive without a connection turns notAlive at
+// once. Without the broker's events, a device recorded alive has three
+// intervals to prove it. A restart neither loses a device nor keeps a
+// dead one.
 //
 // All state lives in one goroutine, Run's; NATS callbacks only parse and
 // hand messages to it.
@@ -127,6 +131,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	if err != nil {
 		return err
+	}
+	if s.sys != nil {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.reconciler(rctx) }()
+		defer func() { cancel(); <-done }()
 	}
 	tick := time.NewTicker(sweepEvery)
 	defer tick.Stop()

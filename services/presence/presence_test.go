@@ -372,3 +372,30 @@ func TestNew(t *testing.T) {
 		}
 	}
 }
+
+// TestStartChecksWithBroker starts presence over records that say two
+// devices are alive, with a heartbeat interval so long that silence would
+// take minutes: the one without a connection at the broker turns notAlive
+// at once, the connected one stays alive without an event.
+func TestStartChecksWithBroker(t *testing.T) {
+	e := setup(t)
+	const long = time.Minute
+	e.put(t, fleet.Device{ID: "gone", Alive: true, HeartbeatMS: long.Milliseconds()})
+	e.put(t, fleet.Device{ID: "here", Alive: true, HeartbeatMS: long.Milliseconds()})
+	here := e.srv.Conn("here")
+	e.start(t, true, 0)
+	start := time.Now()
+	e.waitAlive(t, "gone", false)
+	t.Logf("MEASURED: start to a device without a connection notAlive: %s", time.Since(start).Round(time.Millisecond))
+	if got := events(t, e.store, "gone"); got != "disconnected(no connection at the broker)" {
+		t.Errorf("gone events = %q", got)
+	}
+	e.beatUntilAlive(t, here, "here", long)
+	if got := events(t, e.store, "here"); got != "" {
+		t.Errorf("here events = %q, want none", got)
+	}
+	// The broker's word on the connection holds after the check: closing
+	// it turns the device notAlive at once.
+	here.Close()
+	e.waitAlive(t, "here", false)
+}

@@ -26,9 +26,15 @@ type device struct {
 	flushedBeat time.Time // lastBeat as last written
 	flushedAt   time.Time // when it was written
 
-	conn       string    // the device's latest connection, from broker events
-	closedAt   time.Time // when the broker reported it closed
-	reconnects bool      // a connect event came after closedAt
+	conn        string    // the device's latest connection, from broker events
+	connectedAt time.Time // when the broker last reported it connecting
+	closedAt    time.Time // when the broker reported it closed
+	// lateClosed is a connection other than conn that the broker reported
+	// closed, at lateClosedAt: an old one closing late, or, if the events
+	// of conn were lost, the device's current one.
+	lateClosed   string
+	lateClosedAt time.Time
+	reconnects   bool // a connect event came after closedAt
 }
 
 // silentSince is the time from which missing heartbeats count.
@@ -64,7 +70,9 @@ func (s *Service) apply(ctx context.Context, in input) {
 			d = &device{}
 			s.devices[in.device] = d
 		}
-		d.conn, d.reconnects = in.conn, true
+		d.conn, d.reconnects, d.connectedAt = in.conn, true, in.at
+	case inSnapshot:
+		s.snapshot(ctx, in)
 	case inDisconnect:
 		if d == nil {
 			return
@@ -73,6 +81,7 @@ func (s *Service) apply(ctx context.Context, in input) {
 			// A connection the device already replaced, closed late (the
 			// broker noticed a dead link after the agent reconnected).
 			s.log.Debug("old connection closed", "device", in.device)
+			d.lateClosed, d.lateClosedAt = in.conn, in.at
 			return
 		}
 		if d.lastBeat.IsZero() && !d.alive && !d.recorded {
@@ -90,6 +99,43 @@ func (s *Service) apply(ctx context.Context, in input) {
 			s.write(ctx, in.device, d, in.at)
 		}
 	}
+}
+
+// snapshot takes the broker's list of open connections: every device
+// connected has its connection known, and a device alive without one
+// turns notAlive at once, unless it was heard of since the list was asked
+// for (then the list is older than what presence knows).
+func (s *Service) snapshot(ctx context.Context, in input) {
+	for id, conn := range in.conns {
+		d := s.devices[id]
+		if d == nil {
+			d = &device{}
+			s.devices[id] = d
+		}
+		switch {
+		case d.lateClosed == conn && d.lateClosedAt.After(in.at):
+			// Listed open, then reported closed before the list came in.
+			d.conn, d.closedAt, d.reconnects = "", d.lateClosedAt, false
+			if d.alive {
+				d.alive, d.why = false, "connection closed"
+				s.write(ctx, id, d, time.Now())
+			}
+		case d.connectedAt.Before(in.at) && !d.closedAt.After(in.at):
+			d.conn, d.reconnects = conn, true
+		}
+	}
+	now := time.Now()
+	for id, d := range s.devices {
+		if _, ok := in.conns[id]; ok || d.lastBeat.After(in.at) || d.connectedAt.After(in.at) {
+			continue
+		}
+		d.conn = ""
+		if d.alive {
+			d.alive, d.why = false, "no connection at the broker"
+			s.write(ctx, id, d, now)
+		}
+	}
+	s.log.Info("presence checked with the broker", "connected", len(in.conns))
 }
 
 // sweep turns silent devices notAlive, and writes what is due: flips a

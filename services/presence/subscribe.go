@@ -21,6 +21,8 @@ type input struct {
 	interval time.Duration
 	conn     string // server id and client id, for broker events
 	reason   string
+	// conns are the devices' open connections, for a snapshot taken at.
+	conns map[string]string
 }
 
 type inputKind int
@@ -29,6 +31,7 @@ const (
 	inHeartbeat inputKind = iota
 	inConnect
 	inDisconnect
+	inSnapshot // the broker's list of connections
 )
 
 // The broker's connect and disconnect events of an account, in the
@@ -137,18 +140,15 @@ func (s *Service) brokerEvent(ctx context.Context, kind inputKind, m *nats.Msg) 
 		metrics.Dropped(label, "bad_json")
 		return
 	}
-	device := e.Client.Name
-	if e.Client.JWT != "" {
-		// The broker checked this JWT before it let the client in; the
-		// event comes from the system account, so it is the broker's word.
-		uc, err := jwt.DecodeUserClaims(e.Client.JWT)
-		if err != nil {
-			metrics.Dropped(label, "invalid")
-			return
+	// The event comes from the system account: its JWT is the broker's
+	// word.
+	device, ok := deviceOf(e.Client.Name, e.Client.JWT)
+	if !ok {
+		if e.Client.JWT != "" {
+			if _, err := jwt.DecodeUserClaims(e.Client.JWT); err != nil {
+				metrics.Dropped(label, "invalid")
+			}
 		}
-		device = uc.Name
-	}
-	if wire.ValidateID(device) != nil {
 		return
 	}
 	s.send(ctx, input{
