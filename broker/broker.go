@@ -60,6 +60,8 @@ type Broker struct {
 	srv  *server.Server
 	opts Options
 	keys keys
+	// faults are JetStream's write faults, from the server's log.
+	faults faults
 }
 
 // Start starts the server and waits until it accepts connections. The
@@ -107,7 +109,8 @@ func Start(opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	srv.SetLoggerV2(slogAdapter{opts.Log.With("component", "nats")}, false, false, false)
+	natsLog := opts.Log.With("component", "nats")
+	srv.SetLoggerV2(faultLogger{slogAdapter: slogAdapter{natsLog}, faults: &b.faults, log: natsLog}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()

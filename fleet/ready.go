@@ -8,8 +8,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Ready reports whether the store can serve: its connection is up and
-// every bucket and stream answers. Each check is a JetStream API request,
+// probeSubject is where Ready writes (and at once deletes) a message in
+// the agent stream, to prove it can.
+const probeSubject = IntakePrefix + "probe"
+
+// Ready reports whether the store can serve: its connection is up, every
+// bucket and stream answers, and the agent stream takes a write. Each check is a JetStream API request,
 // so on a cluster it also proves that the streams have a leader. It is
 // what /readyz asks.
 func (s *Store) Ready(ctx context.Context) error {
@@ -31,6 +35,15 @@ func (s *Store) Ready(ctx context.Context) error {
 	}
 	if _, err := s.agent.Info(ctx); err != nil {
 		return fmt.Errorf("stream %s: %w", AgentStream, err)
+	}
+	// A store that cannot write is not ready: a stream whose disk filled
+	// up answers Info but fails every write.
+	ack, err := s.js.Publish(ctx, probeSubject, nil)
+	if err != nil {
+		return fmt.Errorf("stream %s: cannot write: %w", AgentStream, err)
+	}
+	if err := s.agent.DeleteMsg(ctx, ack.Sequence); err != nil {
+		return fmt.Errorf("stream %s: cannot delete: %w", AgentStream, err)
 	}
 	if _, err := s.history.Info(ctx); err != nil {
 		return fmt.Errorf("stream %s: %w", HistoryStream, err)

@@ -76,7 +76,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 	}
 	s.agent, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: AgentStream, Description: "messages from agents, kept until every service has them",
-		Subjects: StoredSubjects(), Storage: jetstream.FileStorage, Replicas: opts.Replicas,
+		Subjects: append(StoredSubjects(), probeSubject), Storage: jetstream.FileStorage, Replicas: opts.Replicas,
 		MaxAge: opts.AgentMaxAge, MaxMsgSize: wire.MaxMessageSize, Discard: jetstream.DiscardOld,
 		// Each subject carries one device: a flooding agent pushes out
 		// only its own oldest messages, never another device's.

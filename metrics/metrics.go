@@ -28,6 +28,10 @@ var (
 	}, []string{"result"})
 
 	// CatalogRefused counts zips the catalog refused, by scan.
+	JetStreamFaults = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "thinfleet_jetstream_write_faults_total",
+		Help: "JetStream store errors the broker logged (full disk, no descriptors): the broker is not ready and restarts once the cause is gone.",
+	})
 	CatalogRefused = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "thinfleet_catalog_refused_zips",
 		Help: "Zips in the updates folder that the catalog refused.",

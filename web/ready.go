@@ -17,7 +17,11 @@ func (s *Server) handleReady() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		if err := s.opts.Store.Ready(ctx); err != nil {
+		err := s.opts.Store.Ready(ctx)
+		if err == nil && s.opts.BrokerFault != nil {
+			err = s.opts.BrokerFault()
+		}
+		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
 			return
 		}

@@ -37,6 +37,9 @@ type Options struct {
 	// decision service does, for the offers and the Downloads page; with
 	// none, links are plain.
 	LinkKey []byte
+	// BrokerFault, when set, is the in-process broker's store fault: while
+	// it returns an error, /readyz answers not ready.
+	BrokerFault func() error
 }
 
 // Server is the HTTP side of thinfleet. It holds no state of its own:

@@ -106,6 +106,9 @@ func brokerReady(b *broker.Broker) (func(context.Context) error, func(), error) 
 		return nil, nil, err
 	}
 	return func(ctx context.Context) error {
+		if err := b.Fault(); err != nil {
+			return err
+		}
 		if _, err := js.AccountInfo(ctx); err != nil {
 			return fmt.Errorf("jetstream: %w", err)
 		}

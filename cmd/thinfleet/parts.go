@@ -167,12 +167,14 @@ var parts = map[string]part{
 	},
 }
 
-func newWeb(ctx context.Context, d dialer, o *options, adminToken string, log *slog.Logger) (http.Handler, error) {
+// newWeb builds the web server; brokerFault, when not nil, is the
+// in-process broker's fault, which makes /readyz answer not ready.
+func newWeb(ctx context.Context, d dialer, o *options, adminToken string, brokerFault func() error, log *slog.Logger) (http.Handler, error) {
 	nc, store, err := openStore(ctx, d, "web")
 	if err != nil {
 		return nil, err
 	}
-	s, err := web.New(web.Options{Log: log, Store: store, Conn: nc, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download)})
+	s, err := web.New(web.Options{Log: log, Store: store, Conn: nc, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download), BrokerFault: brokerFault})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +203,7 @@ func runAlone(name string) func(context.Context, *options, *slog.Logger, func(st
 			if err != nil {
 				return err
 			}
-			h, err := newWeb(ctx, d, o, admin, log)
+			h, err := newWeb(ctx, d, o, admin, nil, log)
 			if err != nil {
 				ln.Close()
 				return err

@@ -54,11 +54,12 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		return err
 	}
 	g.Go(func() error { return enrollRun(gctx) })
-	srv, err := newWeb(gctx, d, o, sec.admin, log.With("service", "web"))
+	srv, err := newWeb(gctx, d, o, sec.admin, b.Fault, log.With("service", "web"))
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return serveHTTP(gctx, srv, ln) })
+	g.Go(func() error { return b.Watch(gctx) })
 
 	printBanner(stdout, o, advertisedNATS(o.publicURL, b.Addr()), sec)
 	log.Info("thinfleet server running", "version", version, "nats", b.ClientURL(), "http", ln.Addr().String())
@@ -119,6 +120,7 @@ func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	g.Go(func() error { return intakeRun(gctx) })
 	fmt.Fprintf(stdout, "thinfleet broker %s\n  agents and services connect to: %s\n", version, b.ClientURL())
 	g.Go(func() error { return serveBrokerOps(gctx, o, b, log) })
+	g.Go(func() error { return b.Watch(gctx) })
 	return g.Wait()
 }
 
