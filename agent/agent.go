@@ -14,6 +14,8 @@
 // The state folder holds everything the agent keeps:
 //
 //	id                    the device id, generated once (unless given)
+//	agent.creds, agent.nk the broker credentials and the key alone; a
+//	                      broken one is moved aside (see creds.go)
 //	state.json            installed and previous version, failed versions,
 //	                      the marker of an install in progress
 //	downloads/<sha>.part  downloads, kept to resume; removed after 7 days
@@ -103,6 +105,7 @@ type Agent struct {
 	// the last connect; renewing is set while new ones are asked for.
 	authFailures atomic.Int32
 	renewing     atomic.Bool
+	tokenWarned  atomic.Int64  // unix nanoseconds of the last warning of a refused enrollment token
 	wake         chan struct{} // tells the installer an offer is pending
 	refused      atomic.Int64  // offers refused as stale or replayed
 

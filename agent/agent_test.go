@@ -23,11 +23,14 @@ type testAgent struct {
 }
 
 // startAgent runs an agent against url with test defaults for every
-// option left zero: id dev-1, a fresh state folder, a 200ms heartbeat.
+// option left zero: id dev-1, a fresh state folder, a 200ms heartbeat,
+// the fleet's enrollment token.
 func startAgent(t *testing.T, url string, opts Options) *testAgent {
 	t.Helper()
 	opts.Server = url
-	opts.EnrollToken = testToken
+	if opts.EnrollToken == "" {
+		opts.EnrollToken = testToken
+	}
 	if opts.StateDir == "" {
 		opts.StateDir = t.TempDir()
 	}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -17,14 +19,7 @@ import (
 	"github.com/thinfleet/thinfleet/wire"
 )
 
-// The agent's identity at the broker is a standard NATS credentials file,
-// <state>/agent.creds: its user JWT, issued by the server for the id, and
-// its private key, made here and never sent anywhere. The key alone is
-// kept in <state>/agent.nk until the JWT arrives.
-
 const (
-	credsFile = "agent.creds"
-	keyFile   = "agent.nk"
 	// Enrollment requests are repeated while an operator has yet to
 	// approve the device or the server is away: after enrollRetry at
 	// first, backing off to enrollRetryMax.
@@ -33,25 +28,41 @@ const (
 	// pendingPoll is the pause while the server says an operator has yet
 	// to approve: short, so an approval takes effect within seconds.
 	pendingPoll = 3 * time.Second
+	// A refused enrollment token needs an operator: the retries back off
+	// further, to tokenRetryMax, and the warning is repeated only every
+	// tokenWarnEvery.
+	tokenRetryMax  = 5 * time.Minute
+	tokenWarnEvery = 10 * time.Minute
 )
 
 // credentials returns the path of the agent's credentials file, enrolling
-// first if there is none: that takes the enrollment token, and may wait
-// for an operator's approval. It returns ctx's error if ctx ends first.
+// first if there is none, or if the one there is broken: that takes the
+// enrollment token, and may wait for an operator's approval. It returns
+// ctx's error if ctx ends first.
 func (a *Agent) credentials(ctx context.Context) (string, error) {
 	path := filepath.Join(a.opts.StateDir, credsFile)
-	if _, err := os.Stat(path); err == nil {
+	data, broken, err := readCreds(path)
+	switch {
+	case err == nil && broken == nil:
 		return path, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	case err == nil && a.opts.EnrollToken == "":
+		return "", fmt.Errorf("agent: %s is unreadable or corrupt (%v), and enrolling again takes the enrollment token (--enroll-token or THINFLEET_ENROLL_TOKEN)", path, broken)
+	case err == nil:
+		aside, err := moveAside(path)
+		if err != nil {
+			return "", fmt.Errorf("agent: %s is unreadable or corrupt (%v): %w", path, broken, err)
+		}
+		a.log.Error(path+" is unreadable or corrupt; enrolling again", "err", broken, "moved_to", aside)
+	case !errors.Is(err, fs.ErrNotExist):
 		return "", fmt.Errorf("agent: credentials: %w", err)
-	}
-	if a.opts.EnrollToken == "" {
+	case a.opts.EnrollToken == "":
 		return "", fmt.Errorf("agent: not enrolled yet (no %s): give the enrollment token (--enroll-token or THINFLEET_ENROLL_TOKEN)", path)
 	}
-	user, err := a.userKey()
+	user, err := a.userKey(data)
 	if err != nil {
 		return "", err
 	}
+	refusals := 0
 	for attempt := 1; ; attempt++ {
 		userJWT, err := a.enrollOnce(ctx, user)
 		if err == nil {
@@ -66,10 +77,17 @@ func (a *Agent) credentials(ctx context.Context) (string, error) {
 			a.log.Info("enrolled", "credentials", path)
 			return path, nil
 		}
-		a.log.Warn("not enrolled yet", "err", err, "attempt", attempt)
 		wait := backoff(enrollRetry, enrollRetryMax, attempt)
-		if errors.Is(err, errPending) {
+		switch {
+		case errors.Is(err, errPending):
+			a.log.Warn("not enrolled yet", "err", err, "attempt", attempt)
 			wait = pendingPoll
+		case errors.Is(err, errTokenRefused):
+			refusals++
+			wait = backoff(enrollRetry, tokenRetryMax, refusals)
+			a.tokenRefused(err, wait)
+		default:
+			a.log.Warn("not enrolled yet", "err", err, "attempt", attempt)
 		}
 		select {
 		case <-ctx.Done():
@@ -82,25 +100,35 @@ func (a *Agent) credentials(ctx context.Context) (string, error) {
 // errPending is the answer while an operator has yet to approve the device.
 var errPending = errors.New("waiting for an operator to approve this device")
 
-// userKey loads the agent's private key, or makes and keeps one.
-func (a *Agent) userKey() (nkeys.KeyPair, error) {
-	path := filepath.Join(a.opts.StateDir, keyFile)
-	if seed, err := os.ReadFile(path); err == nil {
-		kp, err := nkeys.FromSeed(seed)
-		if err != nil {
-			return nil, fmt.Errorf("agent: key %s: %w", path, err)
+// errTokenRefused is the broker turning the enrollment token away.
+var errTokenRefused = errors.New("the enrollment token was refused")
+
+// tokenRefused says that the broker refused the enrollment token, in words
+// an operator can act on: at the first refusal, then every tokenWarnEvery;
+// the refusals between are debug lines.
+func (a *Agent) tokenRefused(err error, retry time.Duration) {
+	now := time.Now().UnixNano()
+	last := a.tokenWarned.Load()
+	if last != 0 && time.Duration(now-last) < tokenWarnEvery || !a.tokenWarned.CompareAndSwap(last, now) {
+		a.log.Debug("enrollment token still refused", "err", err, "retry_in", retry)
+		return
+	}
+	a.log.Error(fmt.Sprintf("the enrollment token was refused by %s: check --enroll-token / THINFLEET_ENROLL_TOKEN against the server's enroll.token", redactedServers(a.opts.Server)),
+		"err", err, "retry_in", retry, "repeated_every", tokenWarnEvery)
+}
+
+// redactedServers returns the comma-separated server URLs without any
+// password in them.
+func redactedServers(servers string) string {
+	var out []string
+	for s := range strings.SplitSeq(servers, ",") {
+		s = strings.TrimSpace(s)
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			s = u.Redacted()
 		}
-		return kp, nil
+		out = append(out, s)
 	}
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, fmt.Errorf("agent: make key: %w", err)
-	}
-	seed, _ := kp.Seed()
-	if err := writeFileAtomic(path, seed, 0o600); err != nil {
-		return nil, fmt.Errorf("agent: keep key: %w", err)
-	}
-	return kp, nil
+	return strings.Join(out, ",")
 }
 
 // enrollOnce asks the server for the agent's user JWT, signing in to the
@@ -127,6 +155,9 @@ func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, err
 		opts = append(opts, nats.RootCAs(a.opts.CA))
 	}
 	nc, err := nats.Connect(a.opts.Server, opts...)
+	if err != nil && isAuthError(err) {
+		return "", fmt.Errorf("%w: %w", errTokenRefused, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("connect to enroll: %w", err)
 	}
@@ -149,7 +180,7 @@ func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, err
 	case wire.EnrollPending:
 		return "", errPending
 	default:
-		return "", fmt.Errorf("refused: %s", resp.Reason)
+		return "", fmt.Errorf("the server refused to enroll this device: %s", resp.Reason)
 	}
 }
 
@@ -184,13 +215,17 @@ func (a *Agent) authRefused(ctx context.Context, credsPath string) func() {
 		}
 		go func() {
 			defer a.renewing.Store(false)
-			user, err := a.userKey()
+			user, err := a.userKey(nil)
 			if err != nil {
 				a.log.Error("renew credentials", "err", err)
 				return
 			}
 			a.log.Warn("the broker refuses our credentials; enrolling again")
 			userJWT, err := a.enrollOnce(ctx, user)
+			if errors.Is(err, errTokenRefused) {
+				a.tokenRefused(err, reconnectMax)
+				return
+			}
 			if err != nil {
 				a.log.Warn("credentials not renewed", "err", err)
 				return

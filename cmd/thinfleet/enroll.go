@@ -59,13 +59,18 @@ func runEnroll(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 
 // runNATSConfig prints the configuration that lets a stock nats-server
 // serve thinfleet: its operator and accounts, from the tokens in the data
-// folder or the environment.
+// folder or the environment. It makes no token: new ones would print a
+// trust that no server shares.
 func runNATSConfig(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
-	sec, err := loadSecrets(o.data, getenv)
+	service, err := keptSecret(o.data, getenv, "THINFLEET_SERVICE_TOKEN", "service.token")
 	if err != nil {
 		return err
 	}
-	conf, err := broker.TrustConfig(sec.service, sec.enroll, filepath.Join(o.data, "nats", "accounts"), nil)
+	enrollToken, err := keptSecret(o.data, getenv, "THINFLEET_ENROLL_TOKEN", "enroll.token")
+	if err != nil {
+		return err
+	}
+	conf, err := broker.TrustConfig(service, enrollToken, filepath.Join(o.data, "nats", "accounts"), nil)
 	if err != nil {
 		return err
 	}

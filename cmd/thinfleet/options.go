@@ -126,7 +126,7 @@ var commands = map[string]command{
 		run:   runEnroll,
 	},
 	"nats-config": {
-		help:  "Prints the nats-server configuration (operator and accounts) that lets a stock nats-server serve thinfleet, from the tokens in --data or the environment.",
+		help:  "Prints the nats-server configuration (operator and accounts) that lets a stock nats-server serve thinfleet, from the tokens in --data or the environment; it never makes tokens, so a folder without them is refused.",
 		flags: flagData,
 		run:   runNATSConfig,
 	},

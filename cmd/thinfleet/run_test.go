@@ -110,3 +110,83 @@ func TestPublicURL(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSConfigNeedsTokens runs nats-config on folders without tokens,
+// which it refuses, leaving them as they were: new tokens would print a
+// trust no server shares. Tokens made by the tokens command, or given in
+// the environment, work.
+func TestNATSConfigNeedsTokens(t *testing.T) {
+	noenv := func(string) string { return "" }
+	nats := func(dir string, getenv func(string) string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"nats-config", "--data", dir}, getenv, &stdout, &stderr)
+		return stdout.String(), err
+	}
+	entries := func(dir string) []string {
+		es, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+
+	empty := t.TempDir()
+	missing := filepath.Join(t.TempDir(), "data")
+	for _, dir := range []string{empty, missing} {
+		out, err := nats(dir, noenv)
+		want := dir + " holds no service.token: run thinfleet server/broker/tokens --data " + dir + " first, or set THINFLEET_SERVICE_TOKEN"
+		if err == nil || err.Error() != want {
+			t.Errorf("nats-config --data %s: err %v, want %q", dir, err, want)
+		}
+		if out != "" {
+			t.Errorf("nats-config --data %s printed %q", dir, out)
+		}
+		if names := entries(dir); len(names) != 0 {
+			t.Errorf("nats-config --data %s left %q in it", dir, names)
+		}
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("nats-config made %s", missing)
+	}
+
+	// Only the service token there: the enrollment token is asked for.
+	half := t.TempDir()
+	if err := os.WriteFile(filepath.Join(half, "service.token"), []byte("kept\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nats(half, noenv); err == nil || !strings.Contains(err.Error(), "holds no enroll.token") {
+		t.Errorf("nats-config with no enroll.token: err %v", err)
+	}
+	if names := entries(half); len(names) != 1 {
+		t.Errorf("nats-config left %q", names)
+	}
+
+	made := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"tokens", "--data", made}, noenv, &stdout, &stderr); err != nil {
+		t.Fatalf("tokens: %v", err)
+	}
+	before := entries(made)
+	first, err := nats(made, noenv)
+	if err != nil || !strings.Contains(first, `"operator"`) {
+		t.Fatalf("nats-config after tokens: %v\n%s", err, first)
+	}
+	again, err := nats(made, noenv)
+	if err != nil || again != first {
+		t.Errorf("nats-config twice printed different trusts (%v)", err)
+	}
+	if after := entries(made); strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Errorf("nats-config changed the folder: %q, was %q", after, before)
+	}
+
+	fromEnv := func(k string) string {
+		return map[string]string{"THINFLEET_SERVICE_TOKEN": "env-service", "THINFLEET_ENROLL_TOKEN": "env-enroll"}[k]
+	}
+	if out, err := nats(empty, fromEnv); err != nil || !strings.Contains(out, `"operator"`) {
+		t.Errorf("nats-config with the tokens in the environment: %v\n%s", err, out)
+	}
+	if names := entries(empty); len(names) != 0 {
+		t.Errorf("nats-config with the environment's tokens left %q", names)
+	}
+}

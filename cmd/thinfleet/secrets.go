@@ -49,26 +49,51 @@ func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
 	return s, nil
 }
 
+// keptSecret returns a token from its environment variable env or its
+// file in dataDir, and never makes one: for what must match the tokens of
+// a server that already runs (nats-config), a new token is a silent
+// mismatch, so a missing one is an error that says where to get it.
+func keptSecret(dataDir string, getenv func(string) string, env, file string) (string, error) {
+	if v := getenv(env); v != "" {
+		return v, nil
+	}
+	v, err := readSecret(filepath.Join(dataDir, file))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%s holds no %s: run thinfleet server/broker/tokens --data %s first, or set %s",
+			dataDir, file, dataDir, env)
+	}
+	return v, err
+}
+
+// readSecret reads a token from path; a missing file is fs.ErrNotExist.
+func readSecret(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if err != nil {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	v := strings.TrimSpace(string(data))
+	if v == "" {
+		return "", fmt.Errorf("%s is empty: delete it to have a new token made", path)
+	}
+	return v, nil
+}
+
 // fileSecret reads a token from path, or makes one and writes it there
 // (mode 0600, exclusively, so two starts never disagree).
 func fileSecret(path string) (string, bool, error) {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		v := strings.TrimSpace(string(data))
-		if v == "" {
-			return "", false, fmt.Errorf("%s is empty: delete it to have a new token made", path)
-		}
-		return v, false, nil
-	}
+	v, err := readSecret(path)
 	if !errors.Is(err, fs.ErrNotExist) {
-		return "", false, fmt.Errorf("read token: %w", err)
+		return v, false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", false, fmt.Errorf("make data folder: %w", err)
 	}
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
-	v := base64.RawURLEncoding.EncodeToString(b)
+	v = base64.RawURLEncoding.EncodeToString(b)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", false, fmt.Errorf("write token: %w", err)

@@ -6,8 +6,12 @@
 // version offered to every device below it.
 //
 // A refused zip changes nothing else: the other releases and the target
-// stay as they were. Two zips of one version are an operator's mistake;
-// the first by file name wins and the other is refused.
+// stay as they were. Two zips of one version are an operator's mistake:
+// the one the stored catalog already offers stays the release, and the
+// newcomer is refused, so adding a zip never replaces what devices are
+// being offered, and a restart does not either. When the catalog offers
+// neither (a first scan), the oldest by modification time stays, then the
+// first by file name.
 //
 // The target is the newest valid version, unless the folder holds a
 // policy file named "target" whose first line that is neither empty nor a

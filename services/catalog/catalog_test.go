@@ -93,12 +93,12 @@ func setup(t *testing.T) env {
 	return env{dir: dir, store: natstest.Start(t, natstest.Options{}).Store()}
 }
 
-func (e env) start(t *testing.T, rescan time.Duration) {
+func (e env) start(t *testing.T, rescan time.Duration) (stop func()) {
 	s, err := catalog.New(catalog.Options{Log: natstest.Logger(t), Store: e.store, Dir: e.dir, Rescan: rescan})
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.Run(t, s.Run)
+	return natstest.Run(t, s.Run)
 }
 
 // wait waits until the stored catalog satisfies cond, and returns it.
@@ -260,7 +260,7 @@ func TestFolder(t *testing.T) {
 			if r.Reason == "" || r.Time.IsZero() {
 				t.Errorf("%s: refused %s without reason or time", s.name, r.File)
 			}
-			if r.File == "dup.zip" && r.Reason != "version 1.9 is already provided by a.zip" {
+			if r.File == "dup.zip" && r.Reason != "version 1.9 is already provided by a.zip, which stays the release; remove dup.zip or give it another version" {
 				t.Errorf("%s: dup.zip refused for %q", s.name, r.Reason)
 			}
 		}
@@ -415,5 +415,82 @@ func TestNew(t *testing.T) {
 	}
 	if _, err := catalog.New(catalog.Options{Dir: e.dir}); err == nil {
 		t.Error("New without Store: no error")
+	}
+}
+
+// TestDuplicateKeepsLive adds a second zip of the live release's version,
+// one that both sorts first by name and is older by time, so that nothing
+// but the stored catalog says which one is live: the live one stays, the
+// newcomer is refused, and a restart changes nothing.
+func TestDuplicateKeepsLive(t *testing.T) {
+	e := setup(t)
+	live, dup := release(t, "3.0.0"), zipOf(t,
+		"manifest.json", `{"name": "Another 3.0.0", "version": "3.0.0", "command": "sh install.sh"}`,
+		"install.sh", "echo something else\n")
+	drop(t, e.dir, "update-3.0.0.zip", live)
+	stop := e.start(t, time.Hour)
+	e.wait(t, is("update-3.0.0.zip=3.0.0", "", "3.0.0"))
+
+	drop(t, e.dir, "dup-3.0.0.zip", dup)
+	old := time.Now().Add(-24 * time.Hour)
+	if err := os.Chtimes(filepath.Join(e.dir, "dup-3.0.0.zip"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when, releases string) {
+		t.Helper()
+		c := e.wait(t, is(releases, "dup-3.0.0.zip", "3.0.0"))
+		if r := c.Releases[0]; r.SHA256 != sum(live) || r.File != "update-3.0.0.zip" {
+			t.Errorf("%s: release %s %s, want update-3.0.0.zip %s", when, r.File, r.SHA256, sum(live))
+		}
+		why := c.Refused[0].Reason
+		for _, want := range []string{"3.0.0", "update-3.0.0.zip"} {
+			if !strings.Contains(why, want) {
+				t.Errorf("%s: dup-3.0.0.zip refused for %q, which does not name %s", when, why, want)
+			}
+		}
+	}
+	check("after adding the duplicate", "update-3.0.0.zip=3.0.0")
+	stop()
+
+	// A restart reads the folder afresh but the catalog from the store.
+	// The zip added while stopped makes its first scan write a catalog,
+	// so the one checked is the restarted service's.
+	drop(t, e.dir, "other.zip", release(t, "1.0.0"))
+	e.start(t, time.Hour)
+	check("after a restart", "update-3.0.0.zip=3.0.0 other.zip=1.0.0")
+
+	// Without the live one, the other may serve.
+	remove(t, e.dir, "update-3.0.0.zip")
+	c := e.wait(t, is("dup-3.0.0.zip=3.0.0 other.zip=1.0.0", "", "3.0.0"))
+	if c.Releases[0].SHA256 != sum(dup) {
+		t.Errorf("release sha256 %s, want dup's %s", c.Releases[0].SHA256, sum(dup))
+	}
+}
+
+// TestDuplicateFirstScan starts on a folder that already holds two zips
+// of one version, which the store does not know: the older one stays,
+// whatever the names, and the choice survives a restart.
+func TestDuplicateFirstScan(t *testing.T) {
+	e := setup(t)
+	a, b := release(t, "2.0.0"), release(t, "2.0")
+	drop(t, e.dir, "a.zip", a)
+	drop(t, e.dir, "b.zip", b)
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(e.dir, "b.zip"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	stop := e.start(t, time.Hour)
+	e.wait(t, is("b.zip=2.0", "a.zip", "2.0"))
+	stop()
+	// a.zip becomes the oldest; the live b.zip still stays.
+	older := old.Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(e.dir, "a.zip"), older, older); err != nil {
+		t.Fatal(err)
+	}
+	drop(t, e.dir, "c.zip", release(t, "1.0.0")) // so the restart's scan writes
+	e.start(t, time.Hour)
+	c := e.wait(t, is("b.zip=2.0 c.zip=1.0.0", "a.zip", "2.0"))
+	if c.Releases[0].SHA256 != sum(b) {
+		t.Errorf("release sha256 %s, want b.zip's", c.Releases[0].SHA256)
 	}
 }

@@ -75,33 +75,28 @@ func (s *Service) build(prev fleet.Catalog, now time.Time) (fleet.Catalog, error
 	}
 	c := fleet.Catalog{Releases: []fleet.Release{}, Refused: []fleet.Refused{}}
 	present := map[string]bool{}
-	// ReadDir sorts by name, which decides between two zips of a version.
+	var zips []zipFile // in name order, as ReadDir sorts
 	for _, e := range entries {
 		name := e.Name()
 		if !isCandidate(name) {
 			continue
 		}
 		present[name] = true
-		in, ok := s.inspect(name)
-		if !ok {
-			continue
+		if in, ok := s.inspect(name); ok {
+			zips = append(zips, zipFile{name: name, in: in})
 		}
-		if in.refused == "" {
-			for _, r := range c.Releases {
-				if same, err := wire.CompareVersions(r.Version, in.release.Version); err == nil && same == 0 {
-					in.refused = fmt.Sprintf("version %s is already provided by %s", in.release.Version, r.File)
-					if refusedSince(prev, name, in.refused, now).Equal(now) {
-						s.refused(name, in)
-					}
-					break
-				}
+	}
+	dedupe(prev, zips)
+	for _, z := range zips {
+		if z.in.refused != "" {
+			since := refusedSince(prev, z.name, z.in.refused, now)
+			if z.duplicate && since.Equal(now) {
+				s.refused(z.name, z.in) // inspect logged the other refusals
 			}
-		}
-		if in.refused != "" {
-			c.Refused = append(c.Refused, fleet.Refused{File: name, Reason: in.refused, Time: refusedSince(prev, name, in.refused, now)})
+			c.Refused = append(c.Refused, fleet.Refused{File: z.name, Reason: z.in.refused, Time: since})
 			continue
 		}
-		r := in.release
+		r := z.in.release
 		r.Added = addedSince(prev, r, now)
 		c.Releases = append(c.Releases, r)
 	}
@@ -116,6 +111,75 @@ func (s *Service) build(prev fleet.Catalog, now time.Time) (fleet.Catalog, error
 	})
 	c.Target, c.TargetReason = s.target(c.Releases)
 	return c, nil
+}
+
+// zipFile is one zip of a scan, by file name.
+type zipFile struct {
+	name      string
+	in        inspected
+	duplicate bool // refused by dedupe, not by inspect
+}
+
+// dedupe refuses all but one valid zip of each version. The one that
+// stays is the one the stored catalog already offers for that version, so
+// adding a zip never replaces the live release and a restart, which reads
+// the stored catalog, changes nothing. Among zips the catalog does not
+// offer yet (a first scan, or the live one removed), the oldest by
+// modification time stays, then the first by name. The refusals are not
+// cached: they last only while the other zip is there.
+func dedupe(prev fleet.Catalog, zips []zipFile) {
+	for i := range zips {
+		a := &zips[i]
+		if a.in.refused != "" {
+			continue
+		}
+		for j := range zips {
+			b := zips[j]
+			if i == j || b.in.refused != "" && !b.duplicate {
+				continue
+			}
+			if same, err := wire.CompareVersions(a.in.release.Version, b.in.release.Version); err != nil || same != 0 {
+				continue
+			}
+			if stays(prev, b, *a) {
+				a.in.refused = fmt.Sprintf("version %s is already provided by %s, which stays the release; remove %s or give it another version",
+					a.in.release.Version, b.name, a.name)
+				a.duplicate = true
+				break
+			}
+		}
+	}
+}
+
+// stays reports whether a, rather than b (two zips of one version), is
+// the one to keep.
+func stays(prev fleet.Catalog, a, b zipFile) bool {
+	if pa, pb := live(prev, a), live(prev, b); pa != pb {
+		return pa > pb
+	}
+	if !a.in.mtime.Equal(b.in.mtime) {
+		return a.in.mtime.Before(b.in.mtime)
+	}
+	return a.name < b.name
+}
+
+// live ranks how surely z is the release the stored catalog offers: 2 for
+// its file with the same bytes, 1 for its file with other bytes (replaced
+// in place), 0 for a zip the catalog does not offer.
+func live(prev fleet.Catalog, z zipFile) int {
+	for _, p := range prev.Releases {
+		if p.File != z.name {
+			continue
+		}
+		if same, err := wire.CompareVersions(p.Version, z.in.release.Version); err != nil || same != 0 {
+			continue
+		}
+		if p.SHA256 == z.in.release.SHA256 {
+			return 2
+		}
+		return 1
+	}
+	return 0
 }
 
 // isCandidate reports whether a file name is one the catalog reads: a
