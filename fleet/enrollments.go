@@ -20,11 +20,14 @@ type EnrollState string
 
 // The enrollment states: pending waits for an operator (with
 // --approve-devices), approved devices get credentials, revoked ones are
-// refused by the broker.
+// refused by the broker. Deleted is an operator's deletion on its way: the
+// enrollment service revokes the key at the broker, then removes the
+// enrollment, so the id is free for a new key.
 const (
 	EnrollPending  EnrollState = "pending"
 	EnrollApproved EnrollState = "approved"
 	EnrollRevoked  EnrollState = "revoked"
+	EnrollDeleted  EnrollState = "deleted"
 )
 
 // Enrollment is a device's identity at the broker: the public key its
@@ -102,6 +105,9 @@ func (s *Store) SetEnrollState(ctx context.Context, id string, state EnrollState
 		if en.State == EnrollRevoked {
 			return Enrollment{}, errors.New("the device is revoked; revocation is final")
 		}
+		if en.State == EnrollDeleted {
+			return Enrollment{}, ErrNotFound
+		}
 		en.State, en.Decided = state, time.Now().UTC()
 		if err := s.PutEnrollment(ctx, en, rev); err == nil {
 			if state == EnrollApproved {
@@ -153,4 +159,58 @@ func (s *Store) WatchEnrollments(ctx context.Context, fn func(en Enrollment, ini
 		}
 		return fn(en, initial)
 	})
+}
+
+// DeleteDevice forgets device id at an operator's request: its device
+// record goes, its enrollment is marked deleted (the enrollment service
+// then revokes its key at the broker, which closes its connection, and
+// removes the enrollment), and a "deleted" event records who asked. The
+// history stays: it is append-only. A device still running enrolls again
+// as a new one (pending with --approve-devices); revoke it to keep it
+// out. It returns ErrNotFound if the store knows nothing of id.
+func (s *Store) DeleteDevice(ctx context.Context, id, by string) error {
+	if wire.ValidateID(id) != nil {
+		return ErrNotFound
+	}
+	found := false
+	for attempt := 0; ; attempt++ {
+		en, rev, err := s.Enrollment(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		if en.State == EnrollDeleted {
+			break
+		}
+		en.State, en.Decided = EnrollDeleted, time.Now().UTC()
+		if err := s.PutEnrollment(ctx, en, rev); err == nil {
+			break
+		} else if attempt >= 10 {
+			return err
+		}
+	}
+	if _, _, err := s.getDevice(ctx, id); err == nil {
+		found = true
+		if err := s.devices.Delete(ctx, id); err != nil {
+			return fmt.Errorf("delete device %s: %w", id, err)
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if !found {
+		return ErrNotFound
+	}
+	return s.AppendEvent(ctx, Event{Device: id, Event: EventDeleted, Detail: "deleted by " + by}, "")
+}
+
+// RemoveEnrollment removes device id's enrollment if it is still at
+// revision rev: the last step of a deletion.
+func (s *Store) RemoveEnrollment(ctx context.Context, id string, rev uint64) error {
+	if err := s.enrollments.Delete(ctx, id, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("remove enrollment %s: %w", id, err)
+	}
+	return nil
 }

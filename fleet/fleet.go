@@ -132,6 +132,7 @@ const (
 	EventApproved        EventKind = "approved"
 	EventRefused         EventKind = "refused"
 	EventRevoked         EventKind = "revoked"
+	EventDeleted         EventKind = "deleted"
 )
 
 // Event is one entry of the append-only update history.

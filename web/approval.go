@@ -147,3 +147,32 @@ func backURL(back, id, notice string) string {
 	u.RawQuery, u.Fragment = q.Encode(), ""
 	return u.String()
 }
+
+// handleDeleteAction deletes a device from its page, with its box ticked
+// (confirm=yes), then goes to the clients page.
+func (s *Server) handleDeleteAction() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		id := r.PathValue("id")
+		if r.PostForm.Get("confirm") != "yes" {
+			s.clientWithError(w, r, id, http.StatusBadRequest,
+				"Nothing deleted: tick the box to confirm that this device's records will be removed.")
+			return
+		}
+		err := s.opts.Store.DeleteDevice(r.Context(), id, "an operator (dashboard, "+r.RemoteAddr+")")
+		switch {
+		case errors.Is(err, fleet.ErrNotFound):
+			http.Error(w, "no device with that id", http.StatusNotFound)
+			return
+		case err != nil:
+			s.clientWithError(w, r, id, http.StatusServiceUnavailable, "Nothing deleted: "+err.Error()+".")
+			return
+		}
+		s.log.Info("device deleted by an operator", "device", id, "remote", r.RemoteAddr)
+		http.Redirect(w, r, "/clients", http.StatusSeeOther)
+	})
+}

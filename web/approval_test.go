@@ -234,8 +234,8 @@ func TestRevoke(t *testing.T) {
 	if got := texts(doc.Find("#enrollment dl.facts .badge")); strings.Join(got, " ") != "revoked" {
 		t.Errorf("identity state = %q, want revoked", got)
 	}
-	if n := doc.Find("#enrollment form").Length(); n != 0 {
-		t.Errorf("%d forms on a revoked device's identity, want none", n)
+	if n := doc.Find("#enrollment form.revoke, #enrollment form.approve").Length(); n != 0 {
+		t.Errorf("%d approve or revoke forms on a revoked device's identity, want none", n)
 	}
 }
 
@@ -347,5 +347,74 @@ func TestBackURL(t *testing.T) {
 		if got := backURL(tt.back, tt.id, "approved"); got != tt.want {
 			t.Errorf("backURL(%q, %q) = %q, want %q", tt.back, tt.id, got, tt.want)
 		}
+	}
+}
+
+// TestDelete deletes a device from its page (with the box ticked) and
+// through the API: its record goes, the clients page no longer lists it,
+// the history says who deleted it, and an unknown id is a 404.
+func TestDelete(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	for _, id := range []string{"kiosk-1", "kiosk-2"} {
+		p.enroll(t, id, id+".local", fleet.EnrollApproved, time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
+		p.device(t, id, kiosk(id, "1.0", false))
+	}
+	doc := p.page(t, "/clients/kiosk-1", 200)
+	form := doc.Find("form.delete")
+	if action, _ := form.Attr("action"); action != "/clients/kiosk-1/delete" {
+		t.Fatalf("delete form action = %q", action)
+	}
+	if resp, _ := p.post(t, p.client, "/clients/kiosk-1/delete", url.Values{}, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("delete without confirmation: %s, want 400", resp.Status)
+	}
+	if _, err := p.store.Device(context.Background(), "kiosk-1"); err != nil {
+		t.Fatalf("delete without confirmation removed the device: %v", err)
+	}
+	resp, _ := p.post(t, p.client, "/clients/kiosk-1/delete", url.Values{"confirm": {"yes"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/clients" {
+		t.Fatalf("delete: %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+	if _, err := p.store.Device(context.Background(), "kiosk-1"); err == nil {
+		t.Error("the device record is still there")
+	}
+	if got := p.enrollState(t, "kiosk-1"); got != fleet.EnrollDeleted {
+		t.Errorf("enrollment after deleting: %s, want deleted (the enrollment service removes it)", got)
+	}
+
+	req, _ := http.NewRequest("DELETE", p.srv.URL+"/api/v1/devices/kiosk-2", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("DELETE /api/v1/devices/kiosk-2: %s", res.Status)
+	}
+	req, _ = http.NewRequest("DELETE", p.srv.URL+"/api/v1/devices/never-was", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if res, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Errorf("DELETE an unknown device: %s, want 404", res.Status)
+	}
+	for _, id := range []string{"kiosk-1", "kiosk-2"} {
+		evs, err := p.store.Events(context.Background(), fleet.EventFilter{Device: id})
+		if err != nil || len(evs) == 0 || evs[0].Event != fleet.EventDeleted || !strings.Contains(evs[0].Detail, "an operator") {
+			t.Errorf("%s history: %+v %v, want a deleted event first", id, evs, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		doc := p.page(t, "/clients", 200)
+		if doc.Find(`a[href="/clients/kiosk-1"], a[href="/clients/kiosk-2"]`).Length() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the clients page still lists a deleted device")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -42,3 +42,22 @@ func (s *Server) handleEnrollState(state fleet.EnrollState) http.Handler {
 		}
 	})
 }
+
+// handleDeleteDevice forgets a device (DELETE /api/v1/devices/{id}): its
+// record and enrollment go, its key is revoked, and the history records
+// the deletion.
+func (s *Server) handleDeleteDevice() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		err := s.opts.Store.DeleteDevice(r.Context(), id, "an operator (API, "+r.RemoteAddr+")")
+		switch {
+		case errors.Is(err, fleet.ErrNotFound):
+			writeError(w, http.StatusNotFound, "no device with that id")
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		default:
+			s.log.Info("device deleted by an operator", "device", id, "remote", r.RemoteAddr)
+			writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+		}
+	})
+}

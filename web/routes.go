@@ -27,6 +27,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/enrollments", api(s.handleEnrollments()))
 	mux.Handle("POST /api/v1/devices/{id}/approve", api(s.handleEnrollState(fleet.EnrollApproved)))
 	mux.Handle("POST /api/v1/devices/{id}/revoke", api(s.handleEnrollState(fleet.EnrollRevoked)))
+	mux.Handle("DELETE /api/v1/devices/{id}", api(s.handleDeleteDevice()))
 
 	mux.Handle("GET /downloads/{file}", s.handleDownload())
 
@@ -41,6 +42,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /clients/{id}/offer", post(page(s.handleOfferAgain())))
 	mux.Handle("POST /clients/{id}/approve", post(page(s.handleEnrollAction(fleet.EnrollApproved))))
 	mux.Handle("POST /clients/{id}/revoke", post(page(s.handleEnrollAction(fleet.EnrollRevoked))))
+	mux.Handle("POST /clients/{id}/delete", post(page(s.handleDeleteAction())))
 	mux.Handle("GET /history", page(s.handleHistoryPage()))
 	mux.Handle("GET /updates", page(s.handleUpdatesPage()))
 	mux.Handle("GET /downloads", page(s.handleDownloadsPage()))

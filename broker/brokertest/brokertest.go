@@ -20,6 +20,7 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/enroll"
 	"github.com/thinfleet/thinfleet/services/intake"
+	"github.com/thinfleet/thinfleet/wire"
 )
 
 // ServiceToken is the service token of every test broker.
@@ -38,6 +39,13 @@ type Options struct {
 	// ServiceToken, from which every key derives; ServiceToken (the
 	// constant) when empty.
 	ServiceToken string
+	// EnrollRate, EnrollBurst and MaxPending are the enrollment service's
+	// limits; its defaults when zero.
+	EnrollRate  float64
+	EnrollBurst int
+	MaxPending  int
+	// HoldLimit is how long an enrollment connection may stay open.
+	HoldLimit time.Duration
 }
 
 // Server is a running test broker with enrollment.
@@ -51,6 +59,7 @@ type Server struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	sys    *nats.Conn
 }
 
 // Start starts a broker and its enrollment service; they stop at the end
@@ -81,8 +90,17 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("fleet store: %v", err)
 	}
 	signer, account := b.AgentSigner()
+	sys, err := b.ConnectSystem("test-enroll-sys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sys = sys
+	enrollKey, _ := wire.EnrollAccountKey(opts.EnrollToken)
+	enrollAccount, _ := enrollKey.PublicKey()
 	svc, err := enroll.New(enroll.Options{
 		Log: slog.New(slog.DiscardHandler), Store: s.Store, Conn: s.Conn, Revoker: b, Approve: opts.Approve,
+		Rate: opts.EnrollRate, Burst: opts.EnrollBurst, MaxPending: opts.MaxPending,
+		SysConn: sys, EnrollAccount: enrollAccount, HoldLimit: opts.HoldLimit,
 		Issue: func(id, key string) (string, error) { return broker.AgentJWT(signer, account, id, key) },
 	})
 	if err != nil {
@@ -102,6 +120,19 @@ func Start(t testing.TB, opts Options) *Server {
 		_ = g.Wait()
 	}()
 	t.Cleanup(s.Stop)
+	// The enrollment service answers once it has subscribed: wait for an
+	// answer (a refusal of an empty request) before handing the broker
+	// to the test.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := s.Conn.Request(wire.EnrollSubject("brokertest-probe"), nil, time.Second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the enrollment service did not answer within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return s
 }
 
@@ -115,5 +146,6 @@ func (s *Server) Stop() {
 	<-s.done
 	s.cancel = nil
 	s.Conn.Close()
+	s.sys.Close()
 	s.B.Shutdown()
 }

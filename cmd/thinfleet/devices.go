@@ -77,8 +77,15 @@ func runDevices(ctx context.Context, o *options, log *slog.Logger, getenv func(s
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", en.ID, en.State)
 		return nil
+	case verb == "delete" && len(o.args) == 2:
+		var res struct{ ID string }
+		if err := call(ctx, "DELETE", api+"/devices/"+url.PathEscape(o.args[1]), token, &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: deleted\n", res.ID)
+		return nil
 	}
-	return errors.New("usage: thinfleet devices [list | approve ID | revoke ID]")
+	return errors.New("usage: thinfleet devices [list | approve ID | revoke ID | delete ID]")
 }
 
 func call(ctx context.Context, method, u, token string, v any) error {

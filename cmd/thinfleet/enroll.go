@@ -9,6 +9,7 @@ import (
 
 	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/services/enroll"
+	"github.com/thinfleet/thinfleet/wire"
 )
 
 // startEnroll builds the enrollment service. It signs agent credentials
@@ -32,8 +33,19 @@ func startEnroll(ctx context.Context, d dialer, o *options, log *slog.Logger) (f
 	if err != nil {
 		return nil, err
 	}
+	var enrollAccount string
+	if o.enrollToken != "" {
+		kp, err := wire.EnrollAccountKey(o.enrollToken)
+		if err != nil {
+			return nil, err
+		}
+		enrollAccount, _ = kp.PublicKey()
+	} else {
+		log.Warn("no THINFLEET_ENROLL_TOKEN: enrollment connections held open are not closed")
+	}
 	s, err := enroll.New(enroll.Options{
 		Log: log, Store: store, Conn: nc, Revoker: revoker, Approve: o.approveDevices,
+		SysConn: sys, EnrollAccount: enrollAccount,
 		Issue: func(id, userKey string) (string, error) { return broker.AgentJWT(signer, account, id, userKey) },
 	})
 	if err != nil {
@@ -49,6 +61,7 @@ func runEnroll(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		return err
 	}
 	log = log.With("service", "enroll")
+	o.enrollToken = getenv("THINFLEET_ENROLL_TOKEN")
 	run, err := startEnroll(ctx, d, o, log)
 	if err != nil {
 		return err

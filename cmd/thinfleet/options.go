@@ -18,6 +18,9 @@ type options struct {
 	natsURL      string
 	publicURL    string
 	serviceToken string
+	// enrollToken, when known, lets the enrollment service watch the
+	// enrollment account's connections.
+	enrollToken string
 	// approveDevices keeps new agents pending until an operator approves.
 	approveDevices bool
 	ca             string

@@ -19,7 +19,7 @@ into the updates folder and every out-of-date agent installs it.
 
 Usage:
   thinfleet server [flags]     run everything in one process (start here)
-  thinfleet devices [list | approve ID | revoke ID]
+  thinfleet devices [list | approve ID | revoke ID | delete ID]
                                see and decide which agents may connect
   thinfleet keygen [--out DIR] make a publisher key pair for signed releases
   thinfleet sign --key publisher.key ZIP...

@@ -90,7 +90,7 @@ func startBroker(o *options, getenv func(string) string, log *slog.Logger) (*bro
 	if err != nil {
 		return nil, secrets{}, nil, dialer{}, err
 	}
-	o.serviceToken = sec.service
+	o.serviceToken, o.enrollToken = sec.service, sec.enroll
 	d := dialer{
 		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },
 		system:  func(name string) (*nats.Conn, error) { return b.ConnectSystem(name) },

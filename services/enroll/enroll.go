@@ -20,13 +20,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"golang.org/x/time/rate"
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
+	"github.com/thinfleet/thinfleet/services/internal/sysapi"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -47,12 +50,44 @@ type Options struct {
 	Revoker Revoker
 	// Approve keeps new devices pending until an operator approves them.
 	Approve bool
+	// Rate and Burst bound how many new devices enroll per second
+	// (DefaultRate, DefaultBurst when zero): whoever holds the enrollment
+	// token cannot fill the store. Devices already known are not counted.
+	Rate  float64
+	Burst int
+	// MaxPending bounds the devices waiting for approval (DefaultMaxPending
+	// when zero); more are refused until an operator approves or deletes
+	// some.
+	MaxPending int
+	// SysConn, in the broker's system account, and EnrollAccount, the
+	// enrollment account's public key, let the service close enrollment
+	// connections held open longer than an enrollment takes, so that
+	// connections held on purpose cannot use up the account's limit and
+	// lock real agents out. Without them, nothing is closed.
+	SysConn       *nats.Conn
+	EnrollAccount string
+	// HoldLimit is how long an enrollment connection may stay open
+	// (DefaultHoldLimit when zero): an agent connects, asks and closes
+	// within seconds.
+	HoldLimit time.Duration
 }
+
+// Defaults for Options.
+const (
+	DefaultRate       = 10
+	DefaultBurst      = 50
+	DefaultMaxPending = 1000
+	DefaultHoldLimit  = 30 * time.Second
+)
 
 // Service is the enrollment service.
 type Service struct {
-	opts Options
-	log  *slog.Logger
+	opts    Options
+	log     *slog.Logger
+	newDevs *rate.Limiter
+
+	mu      sync.Mutex
+	pending map[string]bool // ids waiting for approval, from the watch
 }
 
 // New checks opts.
@@ -63,7 +98,22 @@ func New(opts Options) (*Service, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Service{opts: opts, log: opts.Log}, nil
+	if opts.Rate <= 0 {
+		opts.Rate = DefaultRate
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = DefaultBurst
+	}
+	if opts.HoldLimit <= 0 {
+		opts.HoldLimit = DefaultHoldLimit
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = DefaultMaxPending
+	}
+	return &Service{
+		opts: opts, log: opts.Log, pending: map[string]bool{},
+		newDevs: rate.NewLimiter(rate.Limit(opts.Rate), opts.Burst),
+	}, nil
 }
 
 // Run answers enrollment requests and carries out revocations until ctx
@@ -78,6 +128,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("enroll: subscribe: %w", err)
 	}
 	defer sub.Unsubscribe()
+	if s.opts.SysConn != nil && s.opts.EnrollAccount != "" {
+		done := make(chan struct{})
+		go func() { defer close(done); s.reap(ctx) }()
+		defer func() { <-done }()
+	}
 	return s.watchRevocations(ctx)
 }
 
@@ -109,6 +164,9 @@ func (s *Service) decide(ctx context.Context, id string, req wire.EnrollRequest)
 	en, _, err := s.opts.Store.Enrollment(ctx, id)
 	switch {
 	case errors.Is(err, fleet.ErrNotFound):
+		if refusal := s.admit(); refusal != "" {
+			return refuse(refusal), nil
+		}
 		en = fleet.Enrollment{ID: id, PublicKey: req.PublicKey, Hostname: req.Hostname, State: fleet.EnrollApproved, Requested: time.Now().UTC()}
 		kind, detail := fleet.EventEnrolled, "credentials issued"
 		if s.opts.Approve {
@@ -127,6 +185,8 @@ func (s *Service) decide(ctx context.Context, id string, req wire.EnrollRequest)
 	switch {
 	case en.State == fleet.EnrollRevoked:
 		return refuse("this device has been revoked"), nil
+	case en.State == fleet.EnrollDeleted:
+		return refuse("this device is being deleted; try again in a few seconds"), nil
 	case en.PublicKey != req.PublicKey:
 		s.event(ctx, id, fleet.EventRefused, "another key asked for this id")
 		return refuse("this id is enrolled with another key"), nil
@@ -139,6 +199,24 @@ func (s *Service) decide(ctx context.Context, id string, req wire.EnrollRequest)
 	}
 	s.log.Info("credentials issued", "device", id)
 	return wire.EnrollResponse{Status: wire.EnrollApproved, JWT: userJWT}, nil
+}
+
+// admit reports why a new device may not enroll now, or "".
+func (s *Service) admit() string {
+	if s.opts.Approve {
+		s.mu.Lock()
+		n := len(s.pending)
+		s.mu.Unlock()
+		if n >= s.opts.MaxPending {
+			metrics.Dropped("enroll", "too_many_pending")
+			return fmt.Sprintf("%d devices are waiting for approval already; an operator must approve or delete some first", n)
+		}
+	}
+	if !s.newDevs.Allow() {
+		metrics.Dropped("enroll", "rate_limited")
+		return "the server is taking too many new devices at once; try again shortly"
+	}
+	return ""
 }
 
 func (s *Service) event(ctx context.Context, id string, kind fleet.EventKind, detail string) {
@@ -157,6 +235,17 @@ func refuse(reason string) wire.EnrollResponse {
 func (s *Service) watchRevocations(ctx context.Context) error {
 	for {
 		err := s.opts.Store.WatchEnrollments(ctx, func(en fleet.Enrollment, initial bool) error {
+			s.mu.Lock()
+			if en.State == fleet.EnrollPending {
+				s.pending[en.ID] = true
+			} else {
+				delete(s.pending, en.ID)
+			}
+			s.mu.Unlock()
+			if en.State == fleet.EnrollDeleted {
+				s.finishDelete(ctx, en)
+				return nil
+			}
 			if en.State != fleet.EnrollRevoked || !nkeys.IsValidPublicUserKey(en.PublicKey) {
 				return nil
 			}
@@ -178,6 +267,66 @@ func (s *Service) watchRevocations(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// finishDelete carries out an operator's deletion: the device's key is
+// revoked at the broker (which closes its connection), then its
+// enrollment is removed, so the id is free for a new key.
+func (s *Service) finishDelete(ctx context.Context, en fleet.Enrollment) {
+	if nkeys.IsValidPublicUserKey(en.PublicKey) {
+		if err := s.opts.Revoker.Revoke(ctx, en.PublicKey); err != nil {
+			s.log.Error("revoke a deleted device's key at the broker", "device", en.ID, "err", err)
+			return
+		}
+	}
+	cur, rev, err := s.opts.Store.Enrollment(ctx, en.ID)
+	if err != nil || cur.State != fleet.EnrollDeleted {
+		return
+	}
+	if err := s.opts.Store.RemoveEnrollment(ctx, en.ID, rev); err != nil {
+		s.log.Error("remove a deleted device's enrollment", "device", en.ID, "err", err)
+		return
+	}
+	s.mu.Lock()
+	delete(s.pending, en.ID)
+	s.mu.Unlock()
+	s.log.Info("device deleted", "device", en.ID)
+}
+
+// reap closes enrollment connections open longer than an enrollment
+// takes, until ctx ends.
+func (s *Service) reap(ctx context.Context) {
+	tick := time.NewTicker(s.opts.HoldLimit / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		conns, err := sysapi.Connections(ctx, s.opts.SysConn, s.opts.EnrollAccount)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("list enrollment connections", "err", err)
+			}
+			continue
+		}
+		closed := 0
+		for _, c := range conns {
+			if time.Since(c.Start) < s.opts.HoldLimit {
+				continue
+			}
+			if err := sysapi.Kick(ctx, s.opts.SysConn, c); err != nil {
+				s.log.Warn("close a lingering enrollment connection", "err", err)
+				continue
+			}
+			closed++
+			metrics.Dropped("enroll", "connection_held")
+		}
+		if closed > 0 {
+			s.log.Warn("closed enrollment connections held open too long", "closed", closed, "longer_than", s.opts.HoldLimit)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package enroll_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,18 +22,27 @@ const token = "enroll-test-token"
 // an agent does: as a user of the enrollment account it signs itself.
 func ask(t *testing.T, s *brokertest.Server, id string, user nkeys.KeyPair, payload []byte) wire.EnrollResponse {
 	t.Helper()
+	resp, err := tryAsk(s, id, user, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// tryAsk is ask that returns its error: an agent asks again after one.
+func tryAsk(s *brokertest.Server, id string, user nkeys.KeyPair, payload []byte) (wire.EnrollResponse, error) {
 	account, _ := wire.EnrollAccountKey(token)
 	userPub, _ := user.PublicKey()
 	uc := jwt.NewUserClaims(userPub)
 	uc.Name = id
 	enrollJWT, err := uc.Encode(account)
 	if err != nil {
-		t.Fatal(err)
+		return wire.EnrollResponse{}, err
 	}
 	seed, _ := user.Seed()
 	nc, err := nats.Connect(s.URL, nats.UserJWTAndSeed(enrollJWT, string(seed)))
 	if err != nil {
-		t.Fatalf("connect to enroll: %v", err)
+		return wire.EnrollResponse{}, fmt.Errorf("connect to enroll: %w", err)
 	}
 	defer nc.Close()
 	if payload == nil {
@@ -40,13 +50,13 @@ func ask(t *testing.T, s *brokertest.Server, id string, user nkeys.KeyPair, payl
 	}
 	msg, err := nc.Request(wire.EnrollSubject(id), payload, 5*time.Second)
 	if err != nil {
-		t.Fatalf("enrollment request: %v", err)
+		return wire.EnrollResponse{}, fmt.Errorf("enrollment request: %w", err)
 	}
 	var resp wire.EnrollResponse
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		t.Fatalf("answer %q: %v", msg.Data, err)
+		return wire.EnrollResponse{}, fmt.Errorf("answer %q: %w", msg.Data, err)
 	}
-	return resp
+	return resp, nil
 }
 
 func newUser(t *testing.T) nkeys.KeyPair {

@@ -164,6 +164,11 @@ func (s *Service) write(ctx context.Context, id string, d *device, now time.Time
 	alive, beat, ms := d.alive, d.lastBeat, d.interval.Milliseconds()
 	var flipped bool
 	_, err := s.store.UpdateDevice(ctx, id, func(r *fleet.Device) error {
+		if !alive && !r.Alive && r.LastSeen.IsZero() {
+			// No record (an operator deleted the device), or one that
+			// says nothing presence could correct: none is made.
+			return fleet.ErrUnchanged
+		}
 		flipped = r.Alive != alive
 		changed := flipped
 		r.Alive = alive
