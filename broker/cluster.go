@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +37,9 @@ func (c *Cluster) apply(sopts *server.Options, opts Options) error {
 	}
 	if opts.ServerName == "" {
 		return errors.New("broker: a clustered server needs a unique server name")
+	}
+	if err := singleStore(sopts.StoreDir); err != nil {
+		return err
 	}
 	host, port, err := splitListen(c.Listen)
 	if err != nil {
@@ -85,4 +90,25 @@ func SplitRoutes(s string) []string {
 		}
 	}
 	return out
+}
+
+// singleStore refuses a store that a single, unclustered broker made. Its
+// streams are its own, outside the cluster's meta group: started as a
+// cluster node it would serve them beside the cluster's new copies, and
+// clients would get two diverging answers in turn (a split brain that
+// every health check passes). A clustered store keeps the meta group's
+// state in jetstream/$SYS/_js_; a single broker's has streams without it.
+func singleStore(storeDir string) error {
+	js := filepath.Join(storeDir, "jetstream")
+	streams, _ := filepath.Glob(filepath.Join(js, "*", "streams", "*"))
+	if len(streams) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(js, "$SYS", "_js_")); err == nil {
+		return nil
+	}
+	return fmt.Errorf("broker: %s holds the store of a single broker (started without --cluster); "+
+		"a cluster node started on it would serve its streams beside the cluster's and give two answers in turn. "+
+		"Refusing to start. Start the cluster on new, empty data folders (docker compose down -v removes the old volumes, and with them the fleet's state), "+
+		"or keep running this broker alone", storeDir)
 }
