@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/intake"
+	"github.com/thinfleet/thinfleet/services/inventory"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -178,5 +180,59 @@ func TestPacesAtTheEdge(t *testing.T) {
 	_, other := e.agent("dev-2")
 	if err := publish(other, wire.StatusSubject("dev-2"), []byte(`{}`)); err != nil {
 		t.Errorf("another device, while dev-1 is over its budget: %v", err)
+	}
+}
+
+// TestBurstCostsOthersNothing floods the intake with 50,000 reports from
+// one device while another reports its version every 20 ms, each through
+// the intake and the inventory to its device record: every one of the
+// other device's reports is acknowledged and recorded, and the flood is
+// refused and counted. The delay the other device sees is logged as
+// MEASURED (BENCHMARKS.md), not asserted.
+func TestBurstCostsOthersNothing(t *testing.T) {
+	e := setup(t, intake.Options{})
+	inv, err := inventory.New(inventory.Options{Log: natstest.Logger(t), Store: e.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, inv.Run)
+	before := natstest.Dropped(t, string(wire.KindHWReport), "rate_limited")
+
+	bad, _ := e.agent("bad")
+	_, good := e.agent("good")
+	flood := make(chan int, 1)
+	go func() {
+		n := 0
+		for ; n < 50000; n++ {
+			if bad.Publish(wire.HWReportSubject("bad"), []byte(`{"hardware":{"hostname":"flood"}}`)) != nil {
+				break
+			}
+		}
+		_ = bad.Flush()
+		flood <- n
+	}()
+	var delays []time.Duration
+	for i := 1; i <= 25; i++ {
+		version := fmt.Sprintf("1.%d", i)
+		start := time.Now()
+		if err := publish(good, wire.VersionInstalledSubject("good"), []byte(`{"version":"`+version+`"}`)); err != nil {
+			t.Fatalf("the other device's report %d: %v", i, err)
+		}
+		natstest.Eventually(t, 10*time.Second, func() error {
+			d, err := natstest.Device(e.store, "good")
+			if err == nil && d.Version != version {
+				err = fmt.Errorf("version %q, want %q", d.Version, version)
+			}
+			return err
+		})
+		delays = append(delays, time.Since(start))
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("flooded %d reports", <-flood)
+	slices.Sort(delays)
+	t.Logf("MEASURED: during a 50k-report burst from one device, another device's report to its record: median %s, max %s over %d reports",
+		delays[len(delays)/2].Round(100*time.Microsecond), delays[len(delays)-1].Round(100*time.Microsecond), len(delays))
+	if refused := natstest.Dropped(t, string(wire.KindHWReport), "rate_limited") - before; refused < 40000 {
+		t.Errorf("%v of the flood refused as rate_limited, want nearly all of 50000", refused)
 	}
 }
