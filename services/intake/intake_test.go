@@ -13,8 +13,8 @@ import (
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/intake"
-	"github.com/thinfleet/thinfleet/services/inventory"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
+	"github.com/thinfleet/thinfleet/services/inventory"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
