@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -37,6 +38,9 @@ type Options struct {
 	// decision service does, for the offers and the Downloads page; with
 	// none, links are plain.
 	LinkKey []byte
+	// WriteStall is how long a response may make no progress before its
+	// connection is cut (DefaultWriteStall when zero); see holdDeadlines.
+	WriteStall time.Duration
 }
 
 // Server is the HTTP side of thinfleet. It holds no state of its own:
@@ -70,6 +74,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if opts.WriteStall <= 0 {
+		opts.WriteStall = DefaultWriteStall
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	return &Server{

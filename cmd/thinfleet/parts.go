@@ -172,7 +172,7 @@ func newWeb(ctx context.Context, d dialer, o *options, adminToken string, log *s
 	if err != nil {
 		return nil, err
 	}
-	s, err := web.New(web.Options{Log: log, Store: store, Conn: nc, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download)})
+	s, err := web.New(web.Options{Log: log, Store: store, Conn: nc, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download), WriteStall: o.httpLimits.writeStall})
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func runAlone(name string) func(context.Context, *options, *slog.Logger, func(st
 			if err != nil {
 				return err
 			}
-			ln, err := o.listenHTTP(tlsConf)
+			ln, err := o.listenHTTP(tlsConf, log)
 			if err != nil {
 				return err
 			}
@@ -207,7 +207,7 @@ func runAlone(name string) func(context.Context, *options, *slog.Logger, func(st
 				return err
 			}
 			log.Info("web running", "http", ln.Addr().String(), "nats", o.natsURL)
-			return serveHTTP(ctx, h, ln)
+			return serveHTTP(ctx, h, ln, o.httpLimits)
 		}
 		start, err := parts[name](ctx, d, o, log)
 		if err != nil {
