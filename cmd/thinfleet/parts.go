@@ -183,16 +183,21 @@ func newWeb(ctx context.Context, d dialer, o *options, adminToken string, log *s
 // runAlone runs one service against the NATS server at --nats-url.
 func runAlone(name string) func(context.Context, *options, *slog.Logger, func(string) string, io.Writer) error {
 	return func(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+		admin := getenv("THINFLEET_ADMIN_TOKEN")
+		if name == "web" {
+			if admin == "" {
+				return errors.New("web: set THINFLEET_ADMIN_TOKEN, the token the API asks for")
+			}
+			if err := strongAdminToken(admin, "THINFLEET_ADMIN_TOKEN"); err != nil {
+				return err
+			}
+		}
 		d, err := networkDialer(o)
 		if err != nil {
 			return err
 		}
 		log = log.With("service", name)
 		if name == "web" {
-			admin := getenv("THINFLEET_ADMIN_TOKEN")
-			if admin == "" {
-				return errors.New("web: set THINFLEET_ADMIN_TOKEN, the token the API asks for")
-			}
 			tlsConf, err := o.tlsConfig()
 			if err != nil {
 				return err

@@ -34,6 +34,9 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		return err
 	}
 	defer b.Shutdown()
+	if err := strongAdminToken(sec.admin, sec.adminFrom); err != nil {
+		return err
+	}
 	ln, err := o.listenHTTP(tlsConf, log)
 	if err != nil {
 		return err
