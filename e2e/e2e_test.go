@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	adminToken  = "e2e-admin-token"
+	adminToken  = "e2e-9b4f1c7a2d6e8035f1a9c4b7e2d6"
 	enrollToken = "e2e-enroll-token"
 )
 

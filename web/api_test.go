@@ -16,7 +16,8 @@ import (
 	"github.com/thinfleet/thinfleet/wire"
 )
 
-const testToken = "test-admin-token"
+// testToken is strong enough for New: 32 hex characters, 128 bits.
+const testToken = "5f0c9a7e3b1d48e2a6c4f09b7d3e1a58"
 
 // apiTest is a web server over a real embedded broker's state.
 type apiTest struct {

@@ -2,8 +2,7 @@ package web
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
-	"net"
+	"errors"
 	"net/http"
 	"net/url"
 	"path"
@@ -96,17 +95,13 @@ func (s *Server) handleLogin() http.Handler {
 			return
 		}
 		next := localPath(r.PostForm.Get("next"))
-		client, _, _ := net.SplitHostPort(r.RemoteAddr)
-		if ok, warn := s.logins.Allow(client); !ok {
-			if warn {
-				s.log.Warn("sign-in attempts over the limit", "remote", r.RemoteAddr)
-			}
+		err := s.checkToken(r, strings.TrimSpace(r.PostForm.Get("token")))
+		if errors.Is(err, errThrottled) {
 			w.Header().Set("Retry-After", "10")
-			s.render(w, r, http.StatusTooManyRequests, pages.Login(pages.LoginView{Next: next, Error: "Too many sign-in attempts from this address: wait a few seconds."}))
+			s.render(w, r, http.StatusTooManyRequests, pages.Login(pages.LoginView{Next: next, Error: "Too many wrong tokens from this address: wait a few seconds."}))
 			return
 		}
-		token := strings.TrimSpace(r.PostForm.Get("token"))
-		if subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.AdminToken)) != 1 {
+		if err != nil {
 			s.log.Warn("sign-in refused: wrong admin token", "remote", r.RemoteAddr)
 			s.render(w, r, http.StatusUnauthorized, pages.Login(pages.LoginView{Next: next, Error: "That is not the admin token."}))
 			return

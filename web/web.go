@@ -8,12 +8,13 @@
 package web
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -40,6 +41,9 @@ type Options struct {
 	// BrokerFault, when set, is the in-process broker's store fault: while
 	// it returns an error, /readyz answers not ready.
 	BrokerFault func() error
+	// WriteStall is how long a response may make no progress before its
+	// connection is cut (DefaultWriteStall when zero); see holdDeadlines.
+	WriteStall time.Duration
 }
 
 // Server is the HTTP side of thinfleet. It holds no state of its own:
@@ -51,13 +55,13 @@ type Server struct {
 	// cross refuses cross-site POSTs, which a session cookie would
 	// otherwise let through.
 	cross *http.CrossOriginProtection
-	// logins bounds sign-in attempts per client address, so the admin
-	// token cannot be guessed at speed.
+	// logins bounds wrong admin tokens per client address, at the
+	// sign-in form and on the API alike (checkToken).
 	logins *fleet.DeviceLimiter
 }
 
-// A client address may try to sign in loginBurst times at once, then
-// once every ten seconds.
+// A client address may send a wrong admin token loginBurst times at once,
+// then once every ten seconds.
 const (
 	loginRate  = 0.1
 	loginBurst = 10
@@ -71,8 +75,14 @@ func New(opts Options) (*Server, error) {
 	if opts.AdminToken == "" {
 		return nil, errors.New("web: an admin token is required")
 	}
+	if err := CheckAdminToken(opts.AdminToken); err != nil {
+		return nil, fmt.Errorf("web: admin token too weak: %w", err)
+	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if opts.WriteStall <= 0 {
+		opts.WriteStall = DefaultWriteStall
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	return &Server{
@@ -88,10 +98,18 @@ func (s *Server) Close() { s.hub.Close() }
 
 // requireToken lets a request through only with the admin bearer token.
 func (s *Server) requireToken(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.opts.AdminToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		got, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !bearer {
+			got = ""
+		}
+		err := s.checkToken(r, got)
+		if errors.Is(err, errThrottled) {
+			w.Header().Set("Retry-After", "10")
+			writeError(w, http.StatusTooManyRequests, "too many wrong admin tokens from this address: wait a few seconds")
+			return
+		}
+		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="thinfleet"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong admin token: send Authorization: Bearer <token>")
 			return

@@ -80,7 +80,8 @@ func serveOps(ctx context.Context, o *options, log *slog.Logger, ready func(cont
 		fmt.Fprintln(w, `{"status":"ready"}`)
 	})
 	log.Info("metrics and health", "http", ln.Addr().String())
-	return serveHTTP(ctx, mux, ln)
+	// Scrapers and health checks send small requests and read at once.
+	return serveHTTP(ctx, mux, ln, httpLimits{readTimeout: 10 * time.Second, idleTimeout: time.Minute})
 }
 
 // storeReady opens a store on its own connection for a service's /readyz:

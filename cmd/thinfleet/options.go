@@ -14,6 +14,7 @@ type options struct {
 	data         string
 	updates      string
 	http         string
+	httpLimits   httpLimits
 	nats         string
 	natsURL      string
 	publicURL    string
@@ -80,6 +81,7 @@ func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
 	}
 	if groups&flagHTTP != 0 {
 		fs.StringVar(&o.http, "http", ":8080", "address of the web API and downloads")
+		o.httpLimits.register(fs)
 	}
 	if groups&flagNATSListen != 0 {
 		fs.StringVar(&o.nats, "nats", ":4222", "address agents connect to (the embedded NATS server)")

@@ -174,7 +174,7 @@ func newWeb(ctx context.Context, d dialer, o *options, adminToken string, broker
 	if err != nil {
 		return nil, err
 	}
-	s, err := web.New(web.Options{Log: log, Store: store, Conn: nc, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download), BrokerFault: brokerFault})
+	s, err := web.New(web.Options{Log: log, Store: store, Conn: nc, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download), BrokerFault: brokerFault, WriteStall: o.httpLimits.writeStall})
 	if err != nil {
 		return nil, err
 	}
@@ -185,21 +185,26 @@ func newWeb(ctx context.Context, d dialer, o *options, adminToken string, broker
 // runAlone runs one service against the NATS server at --nats-url.
 func runAlone(name string) func(context.Context, *options, *slog.Logger, func(string) string, io.Writer) error {
 	return func(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+		admin := getenv("THINFLEET_ADMIN_TOKEN")
+		if name == "web" {
+			if admin == "" {
+				return errors.New("web: set THINFLEET_ADMIN_TOKEN, the token the API asks for")
+			}
+			if err := strongAdminToken(admin, "THINFLEET_ADMIN_TOKEN"); err != nil {
+				return err
+			}
+		}
 		d, err := networkDialer(o)
 		if err != nil {
 			return err
 		}
 		log = log.With("service", name)
 		if name == "web" {
-			admin := getenv("THINFLEET_ADMIN_TOKEN")
-			if admin == "" {
-				return errors.New("web: set THINFLEET_ADMIN_TOKEN, the token the API asks for")
-			}
 			tlsConf, err := o.tlsConfig()
 			if err != nil {
 				return err
 			}
-			ln, err := o.listenHTTP(tlsConf)
+			ln, err := o.listenHTTP(tlsConf, log)
 			if err != nil {
 				return err
 			}
@@ -209,7 +214,7 @@ func runAlone(name string) func(context.Context, *options, *slog.Logger, func(st
 				return err
 			}
 			log.Info("web running", "http", ln.Addr().String(), "nats", o.natsURL)
-			return serveHTTP(ctx, h, ln)
+			return serveHTTP(ctx, h, ln, o.httpLimits)
 		}
 		start, err := parts[name](ctx, d, o, log)
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/thinfleet/thinfleet/web"
 )
 
 // secrets are the server's tokens. Each comes from its environment
@@ -20,6 +22,19 @@ type secrets struct {
 	// ever needs it.
 	download  string
 	generated []string // the names of those made at this start
+	// adminFrom says where the admin token came from, for errors.
+	adminFrom string
+}
+
+// strongAdminToken refuses an admin token with less than about 128 random
+// bits (web.CheckAdminToken), saying where it came from and how to make a
+// good one.
+func strongAdminToken(token, from string) error {
+	if err := web.CheckAdminToken(token); err != nil {
+		return fmt.Errorf("the admin token from %s is too weak: %v. Make one with `openssl rand -hex 16`, "+
+			"or remove it (unset the variable, delete the file) and thinfleet generates one in the data folder", from, err)
+	}
+	return nil
 }
 
 func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
@@ -35,7 +50,13 @@ func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
 	} {
 		if v := getenv(sec.env); v != "" {
 			*sec.dst = v
+			if sec.dst == &s.admin {
+				s.adminFrom = sec.env + " (or the file named by " + sec.env + "_FILE)"
+			}
 			continue
+		}
+		if sec.dst == &s.admin {
+			s.adminFrom = filepath.Join(dataDir, sec.file)
 		}
 		v, made, err := fileSecret(filepath.Join(dataDir, sec.file))
 		if err != nil {

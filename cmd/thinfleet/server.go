@@ -34,7 +34,10 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 		return err
 	}
 	defer b.Shutdown()
-	ln, err := o.listenHTTP(tlsConf)
+	if err := strongAdminToken(sec.admin, sec.adminFrom); err != nil {
+		return err
+	}
+	ln, err := o.listenHTTP(tlsConf, log)
 	if err != nil {
 		return err
 	}
@@ -58,7 +61,7 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	if err != nil {
 		return err
 	}
-	g.Go(func() error { return serveHTTP(gctx, srv, ln) })
+	g.Go(func() error { return serveHTTP(gctx, srv, ln, o.httpLimits) })
 	g.Go(func() error { return b.Watch(gctx) })
 
 	printBanner(stdout, o, advertisedNATS(o.publicURL, b.Addr()), sec)
@@ -100,6 +103,7 @@ func startBroker(o *options, getenv func(string) string, log *slog.Logger) (*bro
 }
 
 func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+	raiseFDLimit(log)
 	b, _, _, d, err := startBroker(o, getenv, log)
 	if err != nil {
 		return err
@@ -124,8 +128,17 @@ func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	return g.Wait()
 }
 
-func serveHTTP(ctx context.Context, h http.Handler, ln net.Listener) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// serveHTTP serves h on ln until ctx ends. It sets no WriteTimeout: the
+// handler moves each response's write deadline as it writes (web's
+// --http-write-stall), so long downloads and live pages that keep moving
+// are not cut.
+func serveHTTP(ctx context.Context, h http.Handler, ln net.Listener, lim httpLimits) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: lim.readHeaderTimeout(),
+		ReadTimeout:       lim.readTimeout,
+		IdleTimeout:       lim.idleTimeout,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -106,7 +106,7 @@ func OrDash(s string) string {
 	if s == "" {
 		return "—"
 	}
-	return s
+	return Shown(s)
 }
 
 func cores(n int) string {
@@ -157,4 +157,33 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Shown is a device-reported string made safe to show: each Unicode
+// bidirectional control (which can make "exe.txt" read as "txt.exe") and
+// each C0 or C1 control character (terminal escapes, NUL) becomes U+FFFD,
+// visible where it was. Tabs and newlines stay. Every string an agent
+// reports goes through it on the way to a page (OrDash does it too).
+func Shown(s string) string {
+	if !strings.ContainsFunc(s, hidden) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if hidden(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
+
+func hidden(r rune) bool {
+	switch {
+	case r == '\t' || r == '\n':
+		return false
+	case r < 0x20 || r >= 0x7f && r <= 0x9f:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+		return true
+	}
+	return false
 }
