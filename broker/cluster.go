@@ -4,8 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
+		"path/filepath"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -97,14 +96,17 @@ func SplitRoutes(s string) []string {
 // cluster node it would serve them beside the cluster's new copies, and
 // clients would get two diverging answers in turn (a split brain that
 // every health check passes). A clustered store keeps the meta group's
-// state in jetstream/$SYS/_js_; a single broker's has streams without it.
+// state in jetstream/<system account>/_js_; a single broker's has
+// streams without it.
 func singleStore(storeDir string) error {
 	js := filepath.Join(storeDir, "jetstream")
 	streams, _ := filepath.Glob(filepath.Join(js, "*", "streams", "*"))
 	if len(streams) == 0 {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(js, "$SYS", "_js_")); err == nil {
+	// The meta group's state is kept under the system account's folder,
+	// named by the account ($SYS, or its public key with JWT accounts).
+	if meta, _ := filepath.Glob(filepath.Join(js, "*", "_js_")); len(meta) > 0 {
 		return nil
 	}
 	return fmt.Errorf("broker: %s holds the store of a single broker (started without --cluster); "+
