@@ -19,7 +19,8 @@ type secrets struct {
 	// download signs the download links in offers (HMAC); only the server
 	// ever needs it.
 	download  string
-	generated []string // the names of those made at this start
+	generated []string // the files of those made at this start
+	fromEnv   []string // the files of those the environment gave instead
 }
 
 func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
@@ -35,6 +36,7 @@ func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
 	} {
 		if v := getenv(sec.env); v != "" {
 			*sec.dst = v
+			s.fromEnv = append(s.fromEnv, sec.file)
 			continue
 		}
 		v, made, err := fileSecret(filepath.Join(dataDir, sec.file))
