@@ -69,7 +69,7 @@ func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
 		fs.BoolVar(&o.approveDevices, "approve-devices", false, "keep new agents pending until an operator approves them (thinfleet devices approve ID)")
 	}
 	if groups&flagAPI != 0 {
-		fs.StringVar(&o.api, "api", "http://127.0.0.1:8080", "the thinfleet server's HTTP `URL`")
+		fs.StringVar(&o.api, "api", "http://127.0.0.1:8080", "the thinfleet server's HTTP `URL`, or host:port")
 	}
 	if groups&flagData != 0 {
 		fs.StringVar(&o.data, "data", "./data", "folder for the server's state (JetStream files, generated tokens)")
