@@ -37,10 +37,13 @@ type options struct {
 	// api is the server's HTTP address, for commands that use its API.
 	api string
 	// Operations (ops.go) and clustering (cluster.go).
-	ops      string
-	url      string
-	replicas int
-	cluster  clusterFlags
+	ops string
+	url string
+	// The published ports "tokens" prints addresses with (PORT or
+	// HOST:PORT, as docker compose's ports take them).
+	httpPort, natsPort string
+	replicas           int
+	cluster            clusterFlags
 }
 
 type flagGroup int
