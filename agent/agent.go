@@ -106,6 +106,7 @@ type Agent struct {
 	authFailures atomic.Int32
 	renewing     atomic.Bool
 	tokenWarned  atomic.Int64  // unix nanoseconds of the last warning of a refused enrollment token
+	revoked      atomic.Bool   // the server answered that this device is revoked, and has not taken it since
 	wake         chan struct{} // tells the installer an offer is pending
 	refused      atomic.Int64  // offers refused as stale or replayed
 
@@ -208,7 +209,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nc, err := connect(a.opts, a.id, creds, a.log, a.connected, a.authRefused(ctx, creds))
+	nc, err := connect(a.opts, a.id, creds, a.log, a.connected, a.authRefused(ctx, creds), a.reconnectDelay)
 	if err != nil {
 		return err
 	}

@@ -30,8 +30,10 @@ const (
 // maps the broker's disconnect events to devices. It never gives up: the
 // first connect is retried like a reconnect, so an agent started before
 // its server simply waits, and a rejected token is retried too, since the
-// server may yet accept it. onConnect runs after every (re)connect.
-func connect(o Options, id, creds string, log *slog.Logger, onConnect func(), onAuthError func()) (*nats.Conn, error) {
+// server may yet accept it. onConnect runs after every (re)connect,
+// onAuthError at every refusal of the credentials (and logs it), delay
+// gives the pause after the attempts-th failed round.
+func connect(o Options, id, creds string, log *slog.Logger, onConnect func(), onAuthError func(error), delay func(attempts int) time.Duration) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(id),
 		nats.MaxReconnects(-1),
@@ -40,7 +42,7 @@ func connect(o Options, id, creds string, log *slog.Logger, onConnect func(), on
 		// nats.go applies this jitter only without a custom delay; it is
 		// set so that dropping reconnectDelay keeps the fleet spread out.
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
-		nats.CustomReconnectDelay(reconnectDelay),
+		nats.CustomReconnectDelay(delay),
 		// Find a dead connection within a minute rather than the default
 		// four, so the agent reconnects (and reports) sooner.
 		nats.PingInterval(20 * time.Second),
@@ -59,10 +61,11 @@ func connect(o Options, id, creds string, log *slog.Logger, onConnect func(), on
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			log.Warn("nats error", "err", err)
 			if isAuthError(err) {
-				onAuthError()
+				onAuthError(err)
+				return
 			}
+			log.Warn("nats error", "err", err)
 		}),
 	}
 	if o.CA != "" {

@@ -25,6 +25,10 @@ const (
 	downloadMaxWait  = 15 * time.Second
 	stallTimeout     = time.Minute
 	progressEvery    = 500 * time.Millisecond
+	// A download logs how far it is at each quarter, and at least every
+	// progressLogEvery: a 120 MB package takes long enough on a slow link
+	// that a silent agent looks stuck.
+	progressLogEvery = 10 * time.Second
 )
 
 // permanentError is a download failure no retry can mend: the server's
@@ -82,7 +86,7 @@ func (a *Agent) download(ctx context.Context, o wire.Offer) (string, error) {
 	if have > 0 {
 		a.log.Info("resuming download", "version", o.Version, "from", have)
 	}
-	p := &progress{a: a, o: o, last: time.Now()}
+	p := newProgress(a, o, have)
 	for fails := 0; have < o.Size; {
 		before := have
 		have, err = a.fetch(ctx, f, o, have, p)
@@ -230,18 +234,69 @@ type writerFunc func([]byte) (int, error)
 func (w writerFunc) Write(b []byte) (int, error) { return w(b) }
 
 // progress sends download progress statuses, at most one per
-// progressEvery, and always the last one.
+// progressEvery, and always the last one; and logs the download's
+// progress at each quarter of the size, at least every progressLogEvery,
+// and at the end.
 type progress struct {
 	a    *Agent
 	o    wire.Offer
-	last time.Time
+	last time.Time // of the last status
+
+	start     time.Time // when this download (or its resumption) began
+	from      int64     // bytes already there then
+	logged    time.Time // of the last progress line
+	quarterAt int64     // quarters of the size logged so far
+}
+
+func newProgress(a *Agent, o wire.Offer, have int64) *progress {
+	now := time.Now()
+	p := &progress{a: a, o: o, last: now, start: now, from: have, logged: now}
+	if o.Size > 0 {
+		p.quarterAt = have * 4 / o.Size
+	}
+	return p
 }
 
 func (p *progress) report(done int64, final bool) {
+	p.logProgress(done, final)
 	if !final && time.Since(p.last) < progressEvery {
 		return
 	}
 	p.last = time.Now()
 	p.a.status(wire.Status{OfferID: p.o.ID, Version: p.o.Version, State: wire.StateDownloading,
 		Progress: true, BytesDone: done, BytesTotal: p.o.Size})
+}
+
+func (p *progress) logProgress(done int64, final bool) {
+	now := time.Now()
+	if final {
+		p.a.log.Info("downloaded", "version", p.o.Version, "bytes", p.o.Size,
+			"took", now.Sub(p.start).Round(time.Millisecond), "rate", rate(done-p.from, now.Sub(p.start)))
+		return
+	}
+	if p.o.Size <= 0 || done >= p.o.Size {
+		return // the final line says it
+	}
+	quarter := done * 4 / p.o.Size
+	if quarter <= p.quarterAt && now.Sub(p.logged) < progressLogEvery {
+		return
+	}
+	p.quarterAt, p.logged = quarter, now
+	p.a.log.Info("downloading", "version", p.o.Version, "done", done, "total", p.o.Size,
+		"percent", done*100/p.o.Size, "rate", rate(done-p.from, now.Sub(p.start)))
+}
+
+// rate formats n bytes in d as a transfer rate, e.g. "4.8MB/s".
+func rate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	bps := float64(n) / d.Seconds()
+	for _, u := range []string{"B/s", "kB/s", "MB/s"} {
+		if bps < 1000 {
+			return strconv.FormatFloat(bps, 'f', 1, 64) + u
+		}
+		bps /= 1000
+	}
+	return strconv.FormatFloat(bps, 'f', 1, 64) + "GB/s"
 }

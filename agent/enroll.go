@@ -33,6 +33,9 @@ const (
 	// tokenWarnEvery.
 	tokenRetryMax  = 5 * time.Minute
 	tokenWarnEvery = 10 * time.Minute
+	// A revoked device asks again (connecting, enrolling) with a pause
+	// that grows to revokedRetryMax: only an operator can let it back.
+	revokedRetryMax = 5 * time.Minute
 )
 
 // credentials returns the path of the agent's credentials file, enrolling
@@ -62,7 +65,7 @@ func (a *Agent) credentials(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	refusals := 0
+	refusals, pendingSaid := 0, false
 	for attempt := 1; ; attempt++ {
 		userJWT, err := a.enrollOnce(ctx, user)
 		if err == nil {
@@ -74,18 +77,28 @@ func (a *Agent) credentials(ctx context.Context) (string, error) {
 			if err := writeFileAtomic(path, creds, 0o600); err != nil {
 				return "", fmt.Errorf("agent: credentials: %w", err)
 			}
+			a.revoked.Store(false)
 			a.log.Info("enrolled", "credentials", path)
 			return path, nil
 		}
 		wait := backoff(enrollRetry, enrollRetryMax, attempt)
 		switch {
+		case errors.Is(err, errPending) && !pendingSaid:
+			pendingSaid = true
+			a.log.Warn("waiting for an operator to approve this device; on the server run: thinfleet devices approve "+a.id,
+				"polling_every", pendingPoll)
+			wait = pendingPoll
 		case errors.Is(err, errPending):
-			a.log.Warn("not enrolled yet", "err", err, "attempt", attempt)
+			a.log.Debug("still waiting for an operator's approval", "attempt", attempt)
 			wait = pendingPoll
 		case errors.Is(err, errTokenRefused):
 			refusals++
 			wait = backoff(enrollRetry, tokenRetryMax, refusals)
 			a.tokenRefused(err, wait)
+		case errors.Is(err, errRevoked):
+			refusals++
+			wait = backoff(enrollRetry, revokedRetryMax, refusals)
+			a.isRevoked(err, wait)
 		default:
 			a.log.Warn("not enrolled yet", "err", err, "attempt", attempt)
 		}
@@ -102,6 +115,35 @@ var errPending = errors.New("waiting for an operator to approve this device")
 
 // errTokenRefused is the broker turning the enrollment token away.
 var errTokenRefused = errors.New("the enrollment token was refused")
+
+// errRevoked is the server's answer to a device an operator revoked.
+var errRevoked = errors.New("this device is revoked")
+
+// revokedReason is the enrollment service's reason for refusing a revoked
+// device (services/enroll); the agent's tests, against the real service,
+// keep the two in step.
+const revokedReason = "this device has been revoked"
+
+// isRevoked says that the server refuses this device as revoked, in
+// words, once; until the server takes the device again, the refusals are
+// debug lines, retried after up to revokedRetryMax.
+func (a *Agent) isRevoked(err error, retry time.Duration) {
+	if !a.revoked.CompareAndSwap(false, true) {
+		a.log.Debug("still revoked", "err", err, "retry_in", retry)
+		return
+	}
+	a.log.Error("this device has been revoked by an operator: the server refuses it; asking again rarely",
+		"err", err, "retry_max", revokedRetryMax)
+}
+
+// reconnectDelay is the pause after the attempts-th failed round of
+// reconnects: reconnectDelay's, longer while the device is revoked.
+func (a *Agent) reconnectDelay(attempts int) time.Duration {
+	if a.revoked.Load() {
+		return jittered(backoff(reconnectBase, revokedRetryMax, attempts))
+	}
+	return reconnectDelay(attempts)
+}
 
 // tokenRefused says that the broker refused the enrollment token, in words
 // an operator can act on: at the first refusal, then every tokenWarnEvery;
@@ -179,6 +221,11 @@ func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, err
 		return resp.JWT, nil
 	case wire.EnrollPending:
 		return "", errPending
+	case wire.EnrollRefused:
+		if resp.Reason == revokedReason {
+			return "", fmt.Errorf("%w: the server refused to enroll this device: %s", errRevoked, resp.Reason)
+		}
+		return "", fmt.Errorf("the server refused to enroll this device: %s", resp.Reason)
 	default:
 		return "", fmt.Errorf("the server refused to enroll this device: %s", resp.Reason)
 	}
@@ -199,18 +246,28 @@ const renewAfter = 3
 // connected runs after every (re)connect.
 func (a *Agent) connected() {
 	a.authFailures.Store(0)
+	if a.revoked.Swap(false) {
+		a.log.Info("the server takes this device again")
+	}
 	a.triggerReport()
 }
 
 // authRefused returns the handler of the broker refusing the credentials
-// at credsPath. After renewAfter refusals in a row, and with the
-// enrollment token at hand, it enrolls again with the same key, in the
-// background, and writes the new credentials where the connection reads
-// them at its next attempt. A revoked device is refused that too, and
-// stays out.
-func (a *Agent) authRefused(ctx context.Context, credsPath string) func() {
-	return func() {
-		if a.authFailures.Add(1) < renewAfter || a.opts.EnrollToken == "" || !a.renewing.CompareAndSwap(false, true) {
+// at credsPath. After renewAfter refusals in a row, or at once when the
+// broker says the credentials were revoked, and with the enrollment
+// token at hand, it enrolls again with the same key, in the background,
+// and writes the new credentials where the connection reads them at its
+// next attempt. A revoked device is refused that too, and stays out: it
+// says so once (isRevoked), and the refusals after are debug lines.
+func (a *Agent) authRefused(ctx context.Context, credsPath string) func(error) {
+	return func(err error) {
+		if a.revoked.Load() {
+			a.log.Debug("still revoked: the broker refuses our credentials", "err", err)
+		} else {
+			a.log.Warn("the broker refuses our credentials", "err", err)
+		}
+		n := a.authFailures.Add(1)
+		if n < renewAfter && !errors.Is(err, nats.ErrAuthRevoked) || a.opts.EnrollToken == "" || !a.renewing.CompareAndSwap(false, true) {
 			return
 		}
 		go func() {
@@ -220,13 +277,18 @@ func (a *Agent) authRefused(ctx context.Context, credsPath string) func() {
 				a.log.Error("renew credentials", "err", err)
 				return
 			}
-			a.log.Warn("the broker refuses our credentials; enrolling again")
+			if !a.revoked.Load() {
+				a.log.Info("asking for new credentials")
+			}
 			userJWT, err := a.enrollOnce(ctx, user)
-			if errors.Is(err, errTokenRefused) {
+			switch {
+			case errors.Is(err, errTokenRefused):
 				a.tokenRefused(err, reconnectMax)
 				return
-			}
-			if err != nil {
+			case errors.Is(err, errRevoked):
+				a.isRevoked(err, revokedRetryMax)
+				return
+			case err != nil:
 				a.log.Warn("credentials not renewed", "err", err)
 				return
 			}

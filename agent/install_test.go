@@ -36,6 +36,18 @@ func lastStatus(f *fleet, id, version string) wire.Status {
 	return last
 }
 
+// lastStatusOf is the last status of the offer offerID that is not
+// progress.
+func lastStatusOf(f *fleet, id, offerID string) wire.Status {
+	var last wire.Status
+	for _, s := range f.statuses(id) {
+		if s.OfferID == offerID && !s.Progress {
+			last = s
+		}
+	}
+	return last
+}
+
 func listDir(t *testing.T, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)

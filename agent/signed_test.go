@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -268,11 +269,18 @@ func TestReplayedOffer(t *testing.T) {
 		return again.log.contains("offer refused", "offer=rollback-1", "replayed", "refused_total=1"), ""
 	})
 	// Proof that the agent handled the replay and whatever came after it:
-	// a fresh offer of the same rollback is taken.
+	// a fresh offer of the same rollback is taken. What follows asserts on
+	// the statuses the server stored, so the wait is for the last of them
+	// to arrive there, not for the agent's state (written before its
+	// "installed" status is sent).
 	f.offer("dev-1", offer("1.0", "rollback-2", rollback))
-	waitFor(t, "a fresh rollback to 1.0", func() (bool, string) {
-		return again.store.get().Version == "1.0", again.store.get().Version
+	waitFor(t, "a fresh rollback to 1.0, reported installed", func() (bool, string) {
+		st := lastStatusOf(f, "dev-1", "rollback-2")
+		return st.State == wire.StateInstalled, fmt.Sprintf("%+v", st)
 	})
+	if v := again.store.get().Version; v != "1.0" {
+		t.Errorf("version = %q after the fresh rollback, want 1.0", v)
+	}
 
 	if got, want := steps(f.statuses("dev-1"), "3.0"), []string(nil); !slices.Equal(got, want) {
 		t.Errorf("the stale offer of 3.0 got statuses %v", got)

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -50,7 +52,8 @@ func runDevices(ctx context.Context, o *options, log *slog.Logger, getenv func(s
 		}
 		token = strings.TrimSpace(string(data))
 	}
-	api := strings.TrimRight(o.api, "/") + "/api/v1"
+	base := apiBase(o.api)
+	api := base + "/api/v1"
 	verb := "list"
 	if len(o.args) > 0 {
 		verb = o.args[0]
@@ -61,7 +64,7 @@ func runDevices(ctx context.Context, o *options, log *slog.Logger, getenv func(s
 			ID, State, Hostname, PublicKey string
 			Requested                      time.Time
 		}
-		if err := call(ctx, "GET", api+"/enrollments", token, &ens); err != nil {
+		if err := call(ctx, base, "GET", api+"/enrollments", token, &ens); err != nil {
 			return err
 		}
 		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -72,14 +75,14 @@ func runDevices(ctx context.Context, o *options, log *slog.Logger, getenv func(s
 		return w.Flush()
 	case (verb == "approve" || verb == "revoke") && len(o.args) == 2:
 		var en struct{ ID, State string }
-		if err := call(ctx, "POST", api+"/devices/"+url.PathEscape(o.args[1])+"/"+verb, token, &en); err != nil {
+		if err := call(ctx, base, "POST", api+"/devices/"+url.PathEscape(o.args[1])+"/"+verb, token, &en); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", en.ID, en.State)
 		return nil
 	case verb == "delete" && len(o.args) == 2:
 		var res struct{ ID string }
-		if err := call(ctx, "DELETE", api+"/devices/"+url.PathEscape(o.args[1]), token, &res); err != nil {
+		if err := call(ctx, base, "DELETE", api+"/devices/"+url.PathEscape(o.args[1]), token, &res); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: deleted\n", res.ID)
@@ -88,15 +91,30 @@ func runDevices(ctx context.Context, o *options, log *slog.Logger, getenv func(s
 	return errors.New("usage: thinfleet devices [list | approve ID | revoke ID | delete ID]")
 }
 
-func call(ctx context.Context, method, u, token string, v any) error {
+// apiBase is the server's address as --api gives it, a URL or host:port
+// (http then), without a trailing slash.
+func apiBase(api string) string {
+	api = strings.TrimRight(strings.TrimSpace(api), "/")
+	if !strings.Contains(api, "://") {
+		api = "http://" + api
+	}
+	return api
+}
+
+// apiTimeout bounds one call to the server's API.
+const apiTimeout = 30 * time.Second
+
+// call makes one request to the API of the server at base, and decodes
+// its JSON answer into v.
+func call(ctx context.Context, base, method, u, token string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Timeout: apiTimeout}).Do(req)
 	if err != nil {
-		return err
+		return unreachable(base, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -108,4 +126,25 @@ func call(ctx context.Context, method, u, token string, v any) error {
 		return fmt.Errorf("%s %s: %s", method, u, resp.Status)
 	}
 	return json.Unmarshal(body, v)
+}
+
+// unreachable says in words that the server at base did not answer a
+// request, and why, as far as the error tells.
+func unreachable(base string, err error) error {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	var why string
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		why = "connection refused"
+	case errors.As(err, &dnsErr):
+		why = "no such host " + dnsErr.Name
+	case errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err):
+		why = "no answer in time"
+	case errors.As(err, &opErr):
+		why = opErr.Err.Error()
+	default:
+		return err // not a network failure: a bad URL, a canceled request
+	}
+	return fmt.Errorf("cannot reach the thinfleet server at %s: %s; is it running? (--api)", base, why)
 }

@@ -25,6 +25,6 @@ func raiseFDLimit(log *slog.Logger) uint64 {
 			lim.Cur = was
 		}
 	}
-	log.Info("open files limit", "soft", lim.Cur, "hard", lim.Max)
+	log.Debug("open files limit", "soft", lim.Cur, "hard", lim.Max)
 	return lim.Cur
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -45,7 +46,9 @@ func (o *options) registerOps(fs *flag.FlagSet, groups flagGroup) {
 		fs.IntVar(&o.replicas, "replicas", 1, "replicas of the buckets and streams the broker opens: 3 on a three-node cluster, as every service's")
 	}
 	if groups&flagTokens != 0 {
-		fs.StringVar(&o.url, "dashboard", "", "the dashboard's `URL`, to print with the tokens")
+		fs.StringVar(&o.url, "dashboard", "", "the dashboard's `URL`, to print with the tokens (default: from --http-port)")
+		fs.StringVar(&o.httpPort, "http-port", "", "the dashboard's published `port`, PORT or HOST:PORT (docker compose's THINFLEET_HTTP_PORT)")
+		fs.StringVar(&o.natsPort, "nats-port", "4222", "the broker's published `port`, PORT or HOST:PORT (docker compose's THINFLEET_NATS_PORT)")
 	}
 	if groups&flagCheck != 0 {
 		fs.StringVar(&o.url, "url", "http://127.0.0.1:8080/healthz", "the `URL` to ask")
@@ -154,12 +157,33 @@ func runTokens(ctx context.Context, o *options, _ *slog.Logger, _ func(string) s
 	}
 	fmt.Fprintf(stdout, "thinfleet tokens (%s in %s)\n", state, o.data)
 	fmt.Fprintf(stdout, "  admin token : %s  (dashboard and API: Authorization: Bearer <token>)\n", sec.admin)
-	fmt.Fprintf(stdout, "  enroll token: %s  (agents: thinfleet-agent --server nats://HOST:4222 --enroll-token <token>)\n", sec.enroll)
+	natsHost, natsPort := published(o.natsPort)
+	fmt.Fprintf(stdout, "  enroll token: %s  (agents: thinfleet-agent --server nats://%s --enroll-token <token>)\n",
+		sec.enroll, net.JoinHostPort(cmp.Or(natsHost, "HOST"), natsPort))
 	fmt.Fprintf(stdout, "  service token in %s\n", filepath.Join(o.data, "service.token"))
-	if o.url != "" {
-		fmt.Fprintf(stdout, "  dashboard and API: %s  (log in with the admin token)\n", o.url)
+	dashboard := o.url
+	if httpHost, httpPort := published(o.httpPort); dashboard == "" && httpPort != "" {
+		dashboard = "http://" + net.JoinHostPort(cmp.Or(httpHost, "localhost"), httpPort)
+	}
+	if dashboard != "" {
+		fmt.Fprintf(stdout, "  dashboard and API: %s  (log in with the admin token)\n", dashboard)
 	}
 	return nil
+}
+
+// published splits a published port, PORT or HOST:PORT as docker
+// compose's ports take it, into the host clients reach it at ("" when it
+// listens on every address) and the port.
+func published(p string) (host, port string) {
+	p = strings.TrimSpace(p)
+	h, port, err := net.SplitHostPort(p)
+	if err != nil {
+		return "", p // a port alone
+	}
+	if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+		return "", port
+	}
+	return h, port
 }
 
 // runWithOps runs a service with its --metrics listener beside it.

@@ -38,10 +38,13 @@ type options struct {
 	// api is the server's HTTP address, for commands that use its API.
 	api string
 	// Operations (ops.go) and clustering (cluster.go).
-	ops      string
-	url      string
-	replicas int
-	cluster  clusterFlags
+	ops string
+	url string
+	// The published ports "tokens" prints addresses with (PORT or
+	// HOST:PORT, as docker compose's ports take them).
+	httpPort, natsPort string
+	replicas           int
+	cluster            clusterFlags
 }
 
 type flagGroup int
@@ -70,7 +73,7 @@ func (o *options) register(fs *flag.FlagSet, groups flagGroup) {
 		fs.BoolVar(&o.approveDevices, "approve-devices", false, "keep new agents pending until an operator approves them (thinfleet devices approve ID)")
 	}
 	if groups&flagAPI != 0 {
-		fs.StringVar(&o.api, "api", "http://127.0.0.1:8080", "the thinfleet server's HTTP `URL`")
+		fs.StringVar(&o.api, "api", "http://127.0.0.1:8080", "the thinfleet server's HTTP `URL`, or host:port")
 	}
 	if groups&flagData != 0 {
 		fs.StringVar(&o.data, "data", "./data", "folder for the server's state (JetStream files, generated tokens)")

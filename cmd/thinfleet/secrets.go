@@ -21,7 +21,8 @@ type secrets struct {
 	// download signs the download links in offers (HMAC); only the server
 	// ever needs it.
 	download  string
-	generated []string // the names of those made at this start
+	generated []string // the files of those made at this start
+	fromEnv   []string // the files of those the environment gave instead
 	// adminFrom says where the admin token came from, for errors.
 	adminFrom string
 }
@@ -53,6 +54,7 @@ func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
 			if sec.dst == &s.admin {
 				s.adminFrom = sec.env + " (or the file named by " + sec.env + "_FILE)"
 			}
+			s.fromEnv = append(s.fromEnv, sec.file)
 			continue
 		}
 		if sec.dst == &s.admin {

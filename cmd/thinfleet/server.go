@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,28 +45,32 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	defer ln.Close()
 	o.keys.download = sec.download
 
+	// Every part is made first and started after the banner, so that the
+	// banner comes before the parts' log lines.
 	g, gctx := errgroup.WithContext(ctx)
+	var runs []func(context.Context) error
 	for _, name := range []string{"intake", "catalog", "decision", "presence", "inventory", "history"} {
 		start, err := parts[name](gctx, d, o, log.With("service", name))
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return start(gctx) })
+		runs = append(runs, start)
 	}
 	enrollRun, err := startEnroll(gctx, d, o, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
-	g.Go(func() error { return enrollRun(gctx) })
 	srv, err := newWeb(gctx, d, o, sec.admin, b.Fault, log.With("service", "web"))
 	if err != nil {
 		return err
 	}
-	g.Go(func() error { return serveHTTP(gctx, srv, ln, o.httpLimits) })
-	g.Go(func() error { return b.Watch(gctx) })
+	runs = append(runs, enrollRun, func(ctx context.Context) error { return serveHTTP(ctx, srv, ln, o.httpLimits) }, b.Watch)
 
 	printBanner(stdout, o, advertisedNATS(o.publicURL, b.Addr()), sec)
 	log.Info("thinfleet server running", "version", version, "nats", b.ClientURL(), "http", ln.Addr().String())
+	for _, r := range runs {
+		g.Go(func() error { return r(gctx) })
+	}
 	err = g.Wait()
 	log.Info("thinfleet server stopped")
 	return err
@@ -189,22 +194,36 @@ func advertisedNATS(public string, addr net.Addr) string {
 	return "nats://" + net.JoinHostPort(host, strconv.Itoa(port))
 }
 
+// printBanner tells the operator where the server is and how agents
+// join it. A token the server generated or read from the data folder is
+// printed; one from the environment is not, as the operator has it.
 func printBanner(w io.Writer, o *options, natsURL string, sec secrets) {
 	fmt.Fprintf(w, "thinfleet server %s\n", version)
 	fmt.Fprintf(w, "  api and downloads: %s\n", o.publicURL)
 	fmt.Fprintf(w, "  agents connect to: %s\n", natsURL)
 	fmt.Fprintf(w, "  updates folder:    %s\n", o.updates)
 	fmt.Fprintf(w, "  data folder:       %s\n", o.data)
-	show := func(name, file, value string) {
-		for _, g := range sec.generated {
-			if g == file {
-				fmt.Fprintf(w, "  %s: %s  (generated, kept in %s)\n", name, value, filepath.Join(o.data, file))
-				return
-			}
-		}
-		fmt.Fprintf(w, "  %s: from THINFLEET_%s or %s\n", name, strings.ToUpper(strings.TrimSuffix(file, ".token"))+"_TOKEN", filepath.Join(o.data, file))
+	envName := func(file string) string {
+		return "THINFLEET_" + strings.ToUpper(strings.TrimSuffix(file, ".token")) + "_TOKEN"
 	}
-	show("admin token ", "admin.token", sec.admin)
-	show("enroll token", "enroll.token", sec.enroll)
-	fmt.Fprintf(w, "  on each client:    thinfleet-agent --server %s --enroll-token <enroll token>\n", natsURL)
+	show := func(name, file, value string, printKept bool) {
+		path := filepath.Join(o.data, file)
+		switch {
+		case slices.Contains(sec.generated, file):
+			fmt.Fprintf(w, "  %s: %s  (generated, kept in %s)\n", name, value, path)
+		case slices.Contains(sec.fromEnv, file):
+			fmt.Fprintf(w, "  %s: from %s\n", name, envName(file))
+		case printKept:
+			fmt.Fprintf(w, "  %s: %s  (kept in %s)\n", name, value, path)
+		default:
+			fmt.Fprintf(w, "  %s: in %s\n", name, path)
+		}
+	}
+	show("admin token ", "admin.token", sec.admin, false)
+	show("enroll token", "enroll.token", sec.enroll, true)
+	token, note := sec.enroll, ""
+	if slices.Contains(sec.fromEnv, "enroll.token") {
+		token, note = "<enroll token>", "  (the server's "+envName("enroll.token")+")"
+	}
+	fmt.Fprintf(w, "  on each client:    thinfleet-agent --server %s --enroll-token %s%s\n", natsURL, token, note)
 }

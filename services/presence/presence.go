@@ -130,6 +130,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: the connection closed under it
+		}
 		return err
 	}
 	if s.sys != nil {
