@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-		"path/filepath"
+	"path/filepath"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"

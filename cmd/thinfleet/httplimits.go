@@ -41,6 +41,6 @@ func (l *httpLimits) resolve(log *slog.Logger) {
 			l.total = int(min(4096, fds/4))
 		}
 	}
-	log.Info("http connection limits", "per_addr", l.perAddr, "total", l.total,
+	log.Debug("http connection limits", "per_addr", l.perAddr, "total", l.total,
 		"read_timeout", l.readTimeout, "idle_timeout", l.idleTimeout, "write_stall", l.writeStall)
 }
