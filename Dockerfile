@@ -1,7 +1,7 @@
 # The thinfleet image: the server, each of its parts and the agent, in one
-# image FROM scratch. Nothing is pulled: "go tool task image" builds the
-# static binaries on this machine into bin/image and builds this file
-# there (see Taskfile.yml).
+# image FROM scratch. Nothing is pulled:
+# "go tool -modfile=tools/go.mod task image" builds the static binaries on
+# this machine into bin/image and builds this file there (see Taskfile.yml).
 #
 #   docker run -p 8080:8080 -p 4222:4222 -v thinfleet-data:/data thinfleet   # the single-process server
 #   docker compose up                                                        # one container a part

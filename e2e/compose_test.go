@@ -9,7 +9,7 @@ import (
 )
 
 // TestCompose runs docker-compose.yml as the README says: the image built
-// by "go tool task image", the server side one container a part, the demo
+// by "go tool -modfile=tools/go.mod task image", the server side one container a part, the demo
 // profile's three agents. An update dropped into the mounted updates
 // folder reaches every agent; an agent cut off from the network turns
 // notAlive within three heartbeats and, once back, reconnects and catches

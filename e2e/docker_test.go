@@ -65,12 +65,12 @@ func buildImage(t *testing.T) string {
 	t.Helper()
 	tag := fmt.Sprintf("thinfleet:e2e-%d", os.Getpid())
 	start := time.Now()
-	cmd := exec.Command("go", "tool", "task", "image", "IMAGE="+tag)
+	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "task", "image", "IMAGE="+tag)
 	cmd.Dir = repoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go tool task image: %v\n%s", err, tail(string(out), 4000))
+		t.Fatalf("go tool -modfile=tools/go.mod task image: %v\n%s", err, tail(string(out), 4000))
 	}
-	t.Logf("MEASURED: go tool task image (binaries and image): %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("MEASURED: go tool -modfile=tools/go.mod task image (binaries and image): %s", time.Since(start).Round(100*time.Millisecond))
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", tag).Run() })
 	return tag
 }
