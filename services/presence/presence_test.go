@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -398,4 +399,27 @@ func TestStartChecksWithBroker(t *testing.T) {
 	// it turns the device notAlive at once.
 	here.Close()
 	e.waitAlive(t, "here", false)
+}
+
+// TestDeletedDeviceStaysDeleted deletes the record of a connected device,
+// as an operator does: when its connection then closes, presence does not
+// write the record back.
+func TestDeletedDeviceStaysDeleted(t *testing.T) {
+	e := setup(t)
+	e.start(t, true, 0)
+	dev := e.srv.Conn("gone-1")
+	e.beatUntilAlive(t, dev, "gone-1", time.Minute)
+	if err := e.store.DeleteDevice(context.Background(), "gone-1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	dev.Close()
+	// A device whose close presence handles after gone-1's shows that
+	// gone-1's has been handled too.
+	other := e.srv.Conn("other-1")
+	e.beatUntilAlive(t, other, "other-1", time.Minute)
+	other.Close()
+	e.waitAlive(t, "other-1", false)
+	if d, err := natstest.Device(e.store, "gone-1"); err == nil {
+		t.Errorf("a deleted device's record came back: %+v", d)
+	}
 }
