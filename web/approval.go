@@ -94,15 +94,12 @@ func pendingAndRevoked(ens []fleet.Enrollment) (pending []fleet.Enrollment, revo
 // says why.
 func (s *Server) handleEnrollAction(state fleet.EnrollState) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
-			return
+		unconfirmed := ""
+		if state == fleet.EnrollRevoked {
+			unconfirmed = "Nothing revoked: tick the box to confirm that this device will be disconnected and refused."
 		}
-		id := r.PathValue("id")
-		if state == fleet.EnrollRevoked && r.PostForm.Get("confirm") != "yes" {
-			s.clientWithError(w, r, id, http.StatusBadRequest,
-				"Nothing revoked: tick the box to confirm that this device will be disconnected and refused.")
+		id, ok := s.actionForm(w, r, unconfirmed)
+		if !ok {
 			return
 		}
 		en, err := s.opts.Store.SetEnrollState(r.Context(), id, state)
@@ -152,15 +149,8 @@ func backURL(back, id, notice string) string {
 // (confirm=yes), then goes to the clients page.
 func (s *Server) handleDeleteAction() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
-			return
-		}
-		id := r.PathValue("id")
-		if r.PostForm.Get("confirm") != "yes" {
-			s.clientWithError(w, r, id, http.StatusBadRequest,
-				"Nothing deleted: tick the box to confirm that this device's records will be removed.")
+		id, ok := s.actionForm(w, r, "Nothing deleted: tick the box to confirm that this device's records will be removed.")
+		if !ok {
 			return
 		}
 		err := s.opts.Store.DeleteDevice(r.Context(), id, "an operator (dashboard, "+r.RemoteAddr+")")
@@ -175,4 +165,22 @@ func (s *Server) handleDeleteAction() http.Handler {
 		s.log.Info("device deleted by an operator", "device", id, "remote", r.RemoteAddr)
 		http.Redirect(w, r, "/clients", http.StatusSeeOther)
 	})
+}
+
+// actionForm reads the form of an action on a device's page and returns
+// the device's id. When unconfirmed is not empty the action needs its box
+// ticked (confirm=yes): without it the page says unconfirmed and ok is
+// false, as it is for a form that does not parse.
+func (s *Server) actionForm(w http.ResponseWriter, r *http.Request, unconfirmed string) (id string, ok bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return "", false
+	}
+	id = r.PathValue("id")
+	if unconfirmed != "" && r.PostForm.Get("confirm") != "yes" {
+		s.clientWithError(w, r, id, http.StatusBadRequest, unconfirmed)
+		return "", false
+	}
+	return id, true
 }
