@@ -167,7 +167,8 @@ func (s *Store) WatchEnrollments(ctx context.Context, fn func(en Enrollment, ini
 // removes the enrollment), and a "deleted" event records who asked. The
 // history stays: it is append-only. A device still running enrolls again
 // as a new one (pending with --approve-devices); revoke it to keep it
-// out. It returns ErrNotFound if the store knows nothing of id.
+// out. A revoked device keeps its revoked enrollment: deleting it removes
+// its record only. It returns ErrNotFound if the store knows nothing of id.
 func (s *Store) DeleteDevice(ctx context.Context, id, by string) error {
 	if wire.ValidateID(id) != nil {
 		return ErrNotFound
@@ -182,7 +183,9 @@ func (s *Store) DeleteDevice(ctx context.Context, id, by string) error {
 			return err
 		}
 		found = true
-		if en.State == EnrollDeleted {
+		if en.State == EnrollDeleted || en.State == EnrollRevoked {
+			// A revocation is final: the id stays refused, or the same
+			// key could enroll again.
 			break
 		}
 		en.State, en.Decided = EnrollDeleted, time.Now().UTC()

@@ -191,3 +191,26 @@ func TestHeldEnrollConnectionsClosed(t *testing.T) {
 		t.Errorf("a real agent after the held connections: %+v", r)
 	}
 }
+
+// TestDeleteKeepsRevocation deletes a revoked device: its record goes,
+// but the revocation stays, so the same key cannot enroll again.
+func TestDeleteKeepsRevocation(t *testing.T) {
+	s := brokertest.Start(t, brokertest.Options{EnrollToken: token})
+	thief := newUser(t)
+	if r := ask(t, s, "stolen-1", thief, nil); r.Status != wire.EnrollApproved {
+		t.Fatalf("%+v", r)
+	}
+	ctx := context.Background()
+	if _, err := s.Store.SetEnrollState(ctx, "stolen-1", fleet.EnrollRevoked); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store.DeleteDevice(ctx, "stolen-1", "an operator"); err != nil {
+		t.Fatal(err)
+	}
+	if en, _, err := s.Store.Enrollment(ctx, "stolen-1"); err != nil || en.State != fleet.EnrollRevoked {
+		t.Fatalf("enrollment after deleting a revoked device: %+v %v, want still revoked", en, err)
+	}
+	if r := ask(t, s, "stolen-1", thief, nil); r.Status != wire.EnrollRefused {
+		t.Errorf("the revoked key after the deletion: %+v, want refused", r)
+	}
+}
