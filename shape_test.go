@@ -18,7 +18,10 @@ import (
 //   - the agent binary links none of the server's packages, the embedded
 //     broker, the metrics library or templ: it stays small and a server
 //     change cannot break a client that was not updated;
-//   - the wire contract, which both sides import, imports nothing of ours.
+//   - the wire contract, which both sides import, imports nothing of ours;
+//   - the server's domain types (package fleet) import only the standard
+//     library and wire: no broker, client or metrics library, so that any
+//     part can use them without linking the store.
 //
 // Only the packages a binary links count; tests may import what they need.
 
@@ -87,6 +90,7 @@ func crossings(pkgs []pkg, forbidden func(path string) bool) []string {
 func TestAgentImportsNoServerPackage(t *testing.T) {
 	forbidden := []string{
 		module + "/fleet",
+		module + "/store",
 		module + "/services",
 		module + "/web",
 		module + "/broker",
@@ -115,4 +119,25 @@ func TestWireImportsNothingOfOurs(t *testing.T) {
 	}) {
 		t.Errorf("%s; want wire to import no package of %s", c, module)
 	}
+}
+
+func TestFleetImportsOnlyStdAndWire(t *testing.T) {
+	for _, p := range deps(t, "linux", "amd64", "./fleet") {
+		if !within(p.ImportPath, module+"/fleet") {
+			continue // wire's own imports are wire's shape
+		}
+		for _, imp := range p.Imports {
+			if std(imp) || within(imp, module+"/wire") {
+				continue
+			}
+			t.Errorf("%s imports %s; want fleet to import only the standard library and %s/wire", p.ImportPath, imp, module)
+		}
+	}
+}
+
+// std reports whether path is a standard library package: its first
+// element has no dot, as every module path's host has.
+func std(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
 }

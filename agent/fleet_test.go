@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/broker/brokertest"
-	fleetstate "github.com/thinfleet/thinfleet/fleet"
+	fleetstore "github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -23,7 +23,7 @@ import (
 
 const (
 	testToken  = "enroll-secret"
-	streamName = fleetstate.AgentStream
+	streamName = fleetstore.AgentStream
 )
 
 // fleet is a running NATS server and a service connection to it.
@@ -106,7 +106,7 @@ func (f *fleet) read() []*jsMsg {
 			return f.msgs // no message at f.next yet
 		}
 		// The intake stores an agent's message under a prefix of its own.
-		subject, _ := strings.CutPrefix(m.Subject, fleetstate.IntakePrefix)
+		subject, _ := strings.CutPrefix(m.Subject, fleetstore.IntakePrefix)
 		f.msgs = append(f.msgs, &jsMsg{subject: subject, data: m.Data})
 		f.next++
 	}

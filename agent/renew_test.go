@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/broker/brokertest"
-	fleetstate "github.com/thinfleet/thinfleet/fleet"
+	fleetstore "github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -25,11 +25,11 @@ func TestRenewsRefusedCredentials(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			js, _ := jetstream.New(s.Conn)
-			st, err := js.Stream(ctx, fleetstate.AgentStream)
+			st, err := js.Stream(ctx, fleetstore.AgentStream)
 			if err != nil {
 				return false, err.Error()
 			}
-			_, err = st.GetLastMsgForSubject(ctx, fleetstate.StoredSubject(wire.HWReportSubject(ta.ID())))
+			_, err = st.GetLastMsgForSubject(ctx, fleetstore.StoredSubject(wire.HWReportSubject(ta.ID())))
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return false, "no hardware report yet"
 			}

@@ -17,7 +17,7 @@ const RouteUser = "route"
 
 // Cluster joins the embedded server to a NATS cluster. JetStream then runs
 // clustered: every node needs a unique, stable ServerName, and buckets and
-// streams can be replicated (fleet.Options.Replicas).
+// streams can be replicated (store.Options.Replicas).
 type Cluster struct {
 	// Name is the cluster's name, the same on every node ("thinfleet").
 	Name string

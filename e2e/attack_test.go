@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/broker"
-	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -90,7 +90,7 @@ func TestStolenAgentCredsStayInTheirLane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	watched := []string{fleet.CatalogBucket, fleet.EnrollmentsBucket}
+	watched := []string{store.CatalogBucket, store.EnrollmentsBucket}
 	before := bucketState(t, js, watched...)
 	victimBefore := deviceByID(srv.devices(t), "victim")
 
@@ -108,10 +108,10 @@ func TestStolenAgentCredsStayInTheirLane(t *testing.T) {
 		wire.HWReportSubject("victim"), wire.VersionInstalledSubject("victim"),
 		wire.StatusSubject("victim"), wire.HeartbeatSubject("victim"), wire.OfferSubject("victim"),
 		"thinfleet.history.victim",
-		"$KV." + fleet.DevicesBucket + ".victim", "$KV." + fleet.DevicesBucket + ".newcomer",
-		"$KV." + fleet.EnrollmentsBucket + ".newcomer", "$KV." + fleet.EnrollmentsBucket + ".mallory",
-		"$JS.API.STREAM.PURGE." + fleet.AgentStream, "$JS.API.STREAM.DELETE." + fleet.HistoryStream,
-		"$JS.API.CONSUMER.DELETE." + fleet.AgentStream + ".history",
+		"$KV." + store.DevicesBucket + ".victim", "$KV." + store.DevicesBucket + ".newcomer",
+		"$KV." + store.EnrollmentsBucket + ".newcomer", "$KV." + store.EnrollmentsBucket + ".mallory",
+		"$JS.API.STREAM.PURGE." + store.AgentStream, "$JS.API.STREAM.DELETE." + store.HistoryStream,
+		"$JS.API.CONSUMER.DELETE." + store.AgentStream + ".history",
 		"$SYS.REQ.SERVER.PING", "$SYS.REQ.ACCOUNT.PING.CONNZ",
 	}
 	for k := range before {
@@ -172,14 +172,14 @@ func TestStolenAgentCredsStayInTheirLane(t *testing.T) {
 	if victimAfter.Version != victimBefore.Version || victimAfter.Hardware != victimBefore.Hardware || !victimAfter.Alive {
 		t.Errorf("the victim's record changed: before %+v, after %+v", victimBefore, victimAfter)
 	}
-	info, err := js.Stream(ctx, fleet.AgentStream)
+	info, err := js.Stream(ctx, store.AgentStream)
 	if err != nil {
 		t.Fatalf("agent stream: %v", err)
 	}
 	if info.CachedInfo().State.Msgs == 0 {
 		t.Error("the agent stream was purged")
 	}
-	if _, err := js.Stream(ctx, fleet.HistoryStream); err != nil {
+	if _, err := js.Stream(ctx, store.HistoryStream); err != nil {
 		t.Errorf("history stream: %v", err)
 	}
 	var ups []struct {

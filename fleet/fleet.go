@@ -1,7 +1,9 @@
-// Package fleet is the server's state: devices, the release catalog and the
-// update history, kept in JetStream so that no service holds anything in
-// memory alone. Every service and the web layer use a Store; the agent
-// never imports this package.
+// Package fleet holds the server's domain types: devices, their installs
+// and enrollments, the release catalog and the update history's events.
+// It imports nothing but the standard library and wire, so that any part
+// of the server (and a tool reading the store's JSON) can use them; the
+// JetStream store that keeps them is package store. The agent never
+// imports this package.
 package fleet
 
 import (
@@ -143,4 +145,19 @@ type Event struct {
 	Event   EventKind `json:"event"`
 	Version string    `json:"version,omitempty"`
 	Detail  string    `json:"detail,omitempty"`
+}
+
+// EventFilter selects history events. Zero fields select everything.
+type EventFilter struct {
+	Device  string
+	Kind    EventKind
+	Version string
+	// Limit keeps only the newest Limit matching events (all when 0).
+	Limit int
+}
+
+// Match reports whether e has the filter's kind and version. The device
+// is matched by the reader, which reads only that device's subject.
+func (f EventFilter) Match(e Event) bool {
+	return (f.Kind == "" || e.Event == f.Kind) && (f.Version == "" || e.Version == f.Version)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -36,7 +37,7 @@ func (s *Server) handleDevices() http.Handler {
 func (s *Server) handleDevice() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := s.opts.Store.Device(r.Context(), r.PathValue("id"))
-		if errors.Is(err, fleet.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "no device with that id")
 			return
 		}

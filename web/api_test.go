@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -21,7 +22,7 @@ const testToken = "5f0c9a7e3b1d48e2a6c4f09b7d3e1a58"
 
 // apiTest is a web server over a real embedded broker's state.
 type apiTest struct {
-	store   *fleet.Store
+	store   *store.Store
 	srv     *httptest.Server
 	updates string
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/web/pages"
 )
 
@@ -104,7 +105,7 @@ func (s *Server) handleEnrollAction(state fleet.EnrollState) http.Handler {
 		}
 		en, err := s.opts.Store.SetEnrollState(r.Context(), id, state)
 		switch {
-		case errors.Is(err, fleet.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound):
 			http.Error(w, "no device with that id has asked to enroll", http.StatusNotFound)
 			return
 		case err != nil:
@@ -120,7 +121,7 @@ func (s *Server) handleEnrollAction(state fleet.EnrollState) http.Handler {
 // not done.
 func (s *Server) clientWithError(w http.ResponseWriter, r *http.Request, id string, status int, msg string) {
 	v, err := s.clientView(r, id)
-	if errors.Is(err, fleet.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		http.Error(w, "no device with that id", http.StatusNotFound)
 		return
 	}
@@ -155,7 +156,7 @@ func (s *Server) handleDeleteAction() http.Handler {
 		}
 		err := s.opts.Store.DeleteDevice(r.Context(), id, "an operator (dashboard, "+r.RemoteAddr+")")
 		switch {
-		case errors.Is(err, fleet.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound):
 			http.Error(w, "no device with that id", http.StatusNotFound)
 			return
 		case err != nil:

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/web/pages"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -22,7 +23,7 @@ const timelineLength = 30
 func (s *Server) handleClient() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := s.clientView(r, r.PathValue("id"))
-		if errors.Is(err, fleet.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			http.Error(w, "no device with that id", http.StatusNotFound)
 			return
 		}
@@ -36,13 +37,13 @@ func (s *Server) handleClient() http.Handler {
 
 // clientView reads what a device's page shows. A device that has asked to
 // enroll but not reported yet (one waiting for approval) has a page too;
-// an id that is neither is fleet.ErrNotFound.
+// an id that is neither is store.ErrNotFound.
 func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error) {
 	ctx := r.Context()
 	since := s.hub.Begin(ctx)
 	d, err := s.opts.Store.Device(ctx, id)
 	reported := err == nil
-	if err != nil && !errors.Is(err, fleet.ErrNotFound) {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return pages.ClientView{}, err
 	}
 	var enrollment *fleet.Enrollment
@@ -50,10 +51,10 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 	switch {
 	case err == nil:
 		enrollment = &en
-	case !errors.Is(err, fleet.ErrNotFound):
+	case !errors.Is(err, store.ErrNotFound):
 		return pages.ClientView{}, err
 	case !reported:
-		return pages.ClientView{}, fleet.ErrNotFound
+		return pages.ClientView{}, store.ErrNotFound
 	}
 	if !reported {
 		d = fleet.Device{ID: id}
@@ -92,7 +93,7 @@ func (s *Server) handleOfferAgain() http.Handler {
 			http.Redirect(w, r, pages.ClientURL(id)+"?notice="+notice, http.StatusSeeOther)
 		}
 		d, err := s.opts.Store.Device(ctx, id)
-		if errors.Is(err, fleet.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			http.Error(w, "no device with that id", http.StatusNotFound)
 			return
 		}

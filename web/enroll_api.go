@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // handleEnrollments lists every device's identity: pending, approved or
@@ -32,7 +33,7 @@ func (s *Server) handleEnrollState(state fleet.EnrollState) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		en, err := s.opts.Store.SetEnrollState(r.Context(), r.PathValue("id"), state)
 		switch {
-		case errors.Is(err, fleet.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound):
 			writeError(w, http.StatusNotFound, "no device with that id has asked to enroll")
 		case err != nil:
 			writeError(w, http.StatusConflict, err.Error())
@@ -51,7 +52,7 @@ func (s *Server) handleDeleteDevice() http.Handler {
 		id := r.PathValue("id")
 		err := s.opts.Store.DeleteDevice(r.Context(), id, "an operator (API, "+r.RemoteAddr+")")
 		switch {
-		case errors.Is(err, fleet.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound):
 			writeError(w, http.StatusNotFound, "no device with that id")
 		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, err.Error())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // hub is the web's live view of the fleet. It holds every device in
@@ -26,7 +27,7 @@ import (
 // store's connection is closed; a watch that breaks starts again after a
 // pause.
 type hub struct {
-	store     *fleet.Store
+	store     *store.Store
 	log       *slog.Logger
 	seenEvery time.Duration
 
@@ -58,7 +59,7 @@ const seenEvery = 10 * time.Second
 // reads the store directly.
 const readyWait = 10 * time.Second
 
-func newHub(store *fleet.Store, log *slog.Logger) *hub {
+func newHub(store *store.Store, log *slog.Logger) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &hub{
 		store: store, log: log, seenEvery: seenEvery, ctx: ctx, cancel: cancel,
@@ -138,7 +139,7 @@ func (h *hub) tick() {
 }
 
 // apply takes one update of the devices watch.
-func (h *hub) apply(u fleet.DeviceUpdate) error {
+func (h *hub) apply(u store.DeviceUpdate) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id := u.Device.ID

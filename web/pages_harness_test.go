@@ -17,6 +17,7 @@ import (
 
 	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -24,7 +25,7 @@ import (
 // browser-like client that has signed in.
 type pageTest struct {
 	broker  *broker.Broker
-	store   *fleet.Store
+	store   *store.Store
 	nc      *nats.Conn
 	web     *Server
 	srv     *httptest.Server

@@ -18,6 +18,9 @@ func (s *Server) handleReady() http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		err := s.opts.Store.Ready(ctx)
+		if err == nil {
+			err = s.sessions.ready(ctx)
+		}
 		if err == nil && s.opts.BrokerFault != nil {
 			err = s.opts.BrokerFault()
 		}

@@ -9,23 +9,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/web/pages"
 )
 
-// The session cookie. Sessions are kept in the store (fleet.CreateSession),
-// so a restart of the web server signs nobody out and several web servers
-// share them; the cookie itself is never stored, only its hash.
-const (
-	sessionCookie   = "thinfleet_session"
-	sessionLifetime = fleet.SessionLifetime
-)
+// sessionCookie holds a dashboard session. Sessions are kept in a bucket
+// (sessions.go), so a restart of the web server signs nobody out and
+// several web servers share them; the cookie itself is never stored, only
+// its hash.
+const sessionCookie = "thinfleet_session"
 
 // newSession starts a session and returns its cookie's random value:
 // 26 characters of base32, 130 random bits.
 func (s *Server) newSession(r *http.Request) (string, error) {
 	token := rand.Text()
-	return token, s.opts.Store.CreateSession(r.Context(), token)
+	return token, s.sessions.create(r.Context(), token)
 }
 
 func (s *Server) signedIn(r *http.Request) bool {
@@ -33,7 +30,7 @@ func (s *Server) signedIn(r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	ok, err := s.opts.Store.SessionValid(r.Context(), c.Value)
+	ok, err := s.sessions.valid(r.Context(), c.Value)
 	if err != nil {
 		s.log.Error("session check", "err", err)
 	}
@@ -124,7 +121,7 @@ func (s *Server) handleLogin() http.Handler {
 func (s *Server) handleLogout() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c, err := r.Cookie(sessionCookie); err == nil {
-			if err := s.opts.Store.EndSession(r.Context(), c.Value); err != nil {
+			if err := s.sessions.end(r.Context(), c.Value); err != nil {
 				s.log.Error("sign out", "err", err)
 			}
 		}

@@ -10,12 +10,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/broker"
-	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // startStore starts a real embedded broker and opens the fleet state on a
 // service connection to it; both end with the test.
-func startStore(t testing.TB) (*broker.Broker, *nats.Conn, *fleet.Store) {
+func startStore(t testing.TB) (*broker.Broker, *nats.Conn, *store.Store) {
 	t.Helper()
 	b, err := broker.Start(broker.Options{
 		DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServiceToken: "svc", EnrollToken: "enroll",
@@ -33,7 +33,7 @@ func startStore(t testing.TB) (*broker.Broker, *nats.Conn, *fleet.Store) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	store, err := fleet.Open(ctx, js, fleet.Options{})
+	store, err := store.Open(ctx, js, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

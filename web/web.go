@@ -18,13 +18,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/ratelimit"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // Options configure the web server.
 type Options struct {
 	Log   *slog.Logger
-	Store *fleet.Store
+	Store *store.Store
 	// UpdatesDir is the drop folder the downloads are served from.
 	UpdatesDir string
 	// AdminToken guards the API (Authorization: Bearer <token>).
@@ -57,7 +58,8 @@ type Server struct {
 	cross *http.CrossOriginProtection
 	// logins bounds wrong admin tokens per client address, at the
 	// sign-in form and on the API alike (checkToken).
-	logins *fleet.DeviceLimiter
+	logins   *ratelimit.Limiter
+	sessions *sessions
 }
 
 // A client address may send a wrong admin token loginBurst times at once,
@@ -87,8 +89,9 @@ func New(opts Options) (*Server, error) {
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	return &Server{
 		opts: opts, log: opts.Log, hub: newHub(opts.Store, opts.Log),
-		cross:  http.NewCrossOriginProtection(),
-		logins: fleet.NewDeviceLimiter(loginRate, loginBurst),
+		cross:    http.NewCrossOriginProtection(),
+		logins:   ratelimit.New(loginRate, loginBurst),
+		sessions: &sessions{store: opts.Store},
 	}, nil
 }
 

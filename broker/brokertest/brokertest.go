@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
-	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/enroll"
 	"github.com/thinfleet/thinfleet/services/intake"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -53,7 +53,7 @@ type Server struct {
 	B *broker.Broker
 	// Conn is a service connection with full rights.
 	Conn  *nats.Conn
-	Store *fleet.Store
+	Store *store.Store
 	URL   string
 	Port  int
 
@@ -86,7 +86,7 @@ func Start(t testing.TB, opts Options) *Server {
 	js, _ := jetstream.New(s.Conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if s.Store, err = fleet.Open(ctx, js, fleet.Options{}); err != nil {
+	if s.Store, err = store.Open(ctx, js, store.Options{}); err != nil {
 		t.Fatalf("fleet store: %v", err)
 	}
 	signer, account := b.AgentSigner()

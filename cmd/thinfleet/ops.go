@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
-	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // clusterFlags are "thinfleet broker"'s cluster flags.
@@ -227,7 +227,7 @@ const openWait = 60 * time.Second
 // until they time out, so there each attempt is short and starts after a
 // random pause: one of them goes first, and the others find the streams
 // made.
-func openFleet(ctx context.Context, js jetstream.JetStream, opts fleet.Options) (*fleet.Store, error) {
+func openFleet(ctx context.Context, js jetstream.JetStream, opts store.Options) (*store.Store, error) {
 	deadline := time.Now().Add(openWait)
 	for {
 		if opts.Replicas > 1 {
@@ -238,7 +238,7 @@ func openFleet(ctx context.Context, js jetstream.JetStream, opts fleet.Options) 
 			}
 		}
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		store, err := fleet.Open(actx, js, opts)
+		store, err := store.Open(actx, js, opts)
 		cancel()
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return store, err

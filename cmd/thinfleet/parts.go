@@ -14,13 +14,13 @@ import (
 
 	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/bundle"
-	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/catalog"
 	"github.com/thinfleet/thinfleet/services/decision"
 	"github.com/thinfleet/thinfleet/services/history"
 	"github.com/thinfleet/thinfleet/services/intake"
 	"github.com/thinfleet/thinfleet/services/inventory"
 	"github.com/thinfleet/thinfleet/services/presence"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/web"
 )
 
@@ -67,7 +67,7 @@ func networkDialer(o *options) (dialer, error) {
 
 // openStore connects a service and opens the fleet state on that
 // connection. The connection is closed when ctx ends.
-func openStore(ctx context.Context, d dialer, name string) (*nats.Conn, *fleet.Store, error) {
+func openStore(ctx context.Context, d dialer, name string) (*nats.Conn, *store.Store, error) {
 	nc, err := d.service("thinfleet-" + name)
 	if err != nil {
 		return nil, nil, err
@@ -77,7 +77,7 @@ func openStore(ctx context.Context, d dialer, name string) (*nats.Conn, *fleet.S
 		nc.Close()
 		return nil, nil, fmt.Errorf("%s: jetstream: %w", name, err)
 	}
-	store, err := openFleet(ctx, js, fleet.Options{Replicas: d.replicas})
+	store, err := openFleet(ctx, js, store.Options{Replicas: d.replicas})
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("%s: %w", name, err)

@@ -39,12 +39,13 @@ import (
 
 	"github.com/thinfleet/thinfleet/bundle"
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // Options configure the catalog service.
 type Options struct {
 	Log   *slog.Logger // slog.Default() when nil
-	Store *fleet.Store // required
+	Store *store.Store // required
 	// Dir is the updates folder; required. It is created if missing.
 	Dir string
 	// Rescan is how often the folder is read even without an event (30s).
@@ -71,7 +72,7 @@ const PolicyFile = "target"
 // Service keeps the catalog in step with the updates folder.
 type Service struct {
 	log    *slog.Logger
-	store  *fleet.Store
+	store  *store.Store
 	dir    string
 	rescan time.Duration
 	limits bundle.Limits

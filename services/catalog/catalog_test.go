@@ -17,6 +17,7 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/catalog"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // zipOf returns a zip holding the given files, stored uncompressed with a
@@ -81,7 +82,7 @@ func sum(data []byte) string {
 
 type env struct {
 	dir   string
-	store *fleet.Store
+	store *store.Store
 }
 
 // setup makes an updates folder and a store; start runs the service.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -17,7 +18,7 @@ import (
 func (s *Service) watchAlive(ctx context.Context) error {
 	for {
 		alive := map[string]bool{} // as last seen by this watch
-		err := s.store.WatchDevices(ctx, func(u fleet.DeviceUpdate) error {
+		err := s.store.WatchDevices(ctx, func(u store.DeviceUpdate) error {
 			if u.Synced {
 				return nil
 			}

@@ -33,13 +33,14 @@ import (
 	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 // Options configure the decision service.
 type Options struct {
 	Log   *slog.Logger // slog.Default() when nil
-	Store *fleet.Store // required
+	Store *store.Store // required
 	// Conn publishes the offers; required.
 	Conn *nats.Conn
 	// PublicURL is the base of download links, such as
@@ -54,7 +55,7 @@ type Options struct {
 // Service decides which device gets which offer.
 type Service struct {
 	log   *slog.Logger
-	store *fleet.Store
+	store *store.Store
 	nc    *nats.Conn
 	base  string
 	key   []byte
@@ -123,10 +124,10 @@ func (s *Service) watchCatalog(ctx context.Context) error {
 // handled before inventory has created the device record, so the report's
 // own version decides; a record that already holds the target (the report
 // is an old one, redelivered) holds the offer back too.
-func (s *Service) handleInstalled(ctx context.Context, m fleet.AgentMessage) error {
+func (s *Service) handleInstalled(ctx context.Context, m store.AgentMessage) error {
 	v, err := wire.Decode[wire.VersionInstalled](m.Data)
 	if err != nil {
-		return fleet.Permanent(err)
+		return store.Permanent(err)
 	}
 	c, err := s.store.Catalog(ctx)
 	if err != nil {
@@ -138,7 +139,7 @@ func (s *Service) handleInstalled(ctx context.Context, m fleet.AgentMessage) err
 	}
 	d, err := s.store.Device(ctx, m.Device)
 	switch {
-	case errors.Is(err, fleet.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		d = fleet.Device{ID: m.Device, Version: v.Version}
 	case err != nil:
 		return err

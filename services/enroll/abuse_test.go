@@ -13,6 +13,7 @@ import (
 
 	"github.com/thinfleet/thinfleet/broker/brokertest"
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -121,16 +122,16 @@ func TestDeleteFreesTheID(t *testing.T) {
 	if err := s.Store.DeleteDevice(ctx, "kiosk-9", "an operator"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Store.DeleteDevice(ctx, "never-was", "an operator"); !errors.Is(err, fleet.ErrNotFound) {
+	if err := s.Store.DeleteDevice(ctx, "never-was", "an operator"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("deleting an unknown device: %v, want ErrNotFound", err)
 	}
 	eventually(t, "the enrollment removed", func() error {
-		if _, _, err := s.Store.Enrollment(ctx, "kiosk-9"); !errors.Is(err, fleet.ErrNotFound) {
+		if _, _, err := s.Store.Enrollment(ctx, "kiosk-9"); !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("enrollment still there: %v", err)
 		}
 		return nil
 	})
-	if _, err := s.Store.Device(ctx, "kiosk-9"); !errors.Is(err, fleet.ErrNotFound) {
+	if _, err := s.Store.Device(ctx, "kiosk-9"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("device record after the deletion: %v", err)
 	}
 	if connects(s, first, old) {

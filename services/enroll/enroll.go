@@ -30,6 +30,7 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/services/internal/sysapi"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -44,7 +45,7 @@ type Issuer func(id, userKey string) (string, error)
 // Options configure the service.
 type Options struct {
 	Log     *slog.Logger
-	Store   *fleet.Store
+	Store   *store.Store
 	Conn    *nats.Conn
 	Issue   Issuer
 	Revoker Revoker
@@ -163,7 +164,7 @@ func (s *Service) handle(ctx context.Context, subject string, data []byte) wire.
 func (s *Service) decide(ctx context.Context, id string, req wire.EnrollRequest) (wire.EnrollResponse, error) {
 	en, _, err := s.opts.Store.Enrollment(ctx, id)
 	switch {
-	case errors.Is(err, fleet.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		if refusal := s.admit(); refusal != "" {
 			return refuse(refusal), nil
 		}

@@ -14,19 +14,20 @@ import (
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 // Options configure the history service.
 type Options struct {
 	Log   *slog.Logger // slog.Default() when nil
-	Store *fleet.Store // required
+	Store *store.Store // required
 }
 
 // Service turns update statuses into history events.
 type Service struct {
 	log   *slog.Logger
-	store *fleet.Store
+	store *store.Store
 }
 
 // New checks opts and returns a service ready to Run.
@@ -52,13 +53,13 @@ func (s *Service) Run(ctx context.Context) error {
 
 // handle records one status. The event's dedup id is the message's id, so
 // a redelivered status is kept once.
-func (s *Service) handle(ctx context.Context, m fleet.AgentMessage) error {
+func (s *Service) handle(ctx context.Context, m store.AgentMessage) error {
 	if m.Kind != wire.KindStatus {
-		return fleet.Permanent(fmt.Errorf("unexpected %s message", m.Kind))
+		return store.Permanent(fmt.Errorf("unexpected %s message", m.Kind))
 	}
 	st, err := wire.Decode[wire.Status](m.Data)
 	if err != nil {
-		return fleet.Permanent(err)
+		return store.Permanent(err)
 	}
 	if st.Progress {
 		return nil // bytes moving within a step: the device record has them

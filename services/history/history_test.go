@@ -15,11 +15,12 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/history"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 type env struct {
-	store *fleet.Store
+	store *store.Store
 	nc    *nats.Conn
 	start func() (stop func())
 }
@@ -48,7 +49,7 @@ func (e env) status(t *testing.T, id string, st wire.Status) {
 
 // waitEvents waits until device has n events and returns them, oldest
 // first.
-func waitEvents(t *testing.T, st *fleet.Store, device string, n int) []fleet.Event {
+func waitEvents(t *testing.T, st *store.Store, device string, n int) []fleet.Event {
 	t.Helper()
 	var evs []fleet.Event
 	natstest.Eventually(t, 10*time.Second, func() error {
@@ -140,7 +141,7 @@ func TestRedeliveredKeptOnce(t *testing.T) {
 	// the ids they had.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := e.store.JetStream().DeleteConsumer(ctx, fleet.AgentStream, history.ConsumerName); err != nil {
+	if err := e.store.JetStream().DeleteConsumer(ctx, store.AgentStream, history.ConsumerName); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
@@ -220,7 +221,7 @@ func TestBacklogKeptWhole(t *testing.T) {
 	for i := range n {
 		st := wire.Status{OfferID: fmt.Sprintf("o%d", i), Version: fmt.Sprintf("1.%d", i), State: wire.StateFailed, Detail: "boom"}
 		data, _ := json.Marshal(st)
-		if _, err := js.PublishAsync(fleet.StoredSubject(wire.StatusSubject("busy")), data); err != nil {
+		if _, err := js.PublishAsync(store.StoredSubject(wire.StatusSubject("busy")), data); err != nil {
 			t.Fatal(err)
 		}
 	}

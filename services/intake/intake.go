@@ -7,7 +7,7 @@
 // account's rights, and the broker cannot restrict an agent's reply
 // subjects. So the stream captures none of the subjects an agent may
 // publish on: the intake takes each report, and stores it under
-// fleet.StoredSubject only if
+// store.StoredSubject only if
 //
 //   - its reply subject, if any, is under the sender's own inbox
 //     (wire.AgentInboxPrefix): anything else is refused and counted, so no
@@ -38,8 +38,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
+	"github.com/thinfleet/thinfleet/ratelimit"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -67,9 +68,9 @@ type Options struct {
 type Service struct {
 	log     *slog.Logger
 	nc      *nats.Conn
-	limiter *fleet.DeviceLimiter
+	limiter *ratelimit.Limiter
 	// warned spaces out the warnings about one device's refused messages.
-	warned *fleet.DeviceLimiter
+	warned *ratelimit.Limiter
 }
 
 // New checks opts and returns an intake ready to Run.
@@ -88,8 +89,8 @@ func New(opts Options) (*Service, error) {
 	}
 	return &Service{
 		log: opts.Log, nc: opts.Conn,
-		limiter: fleet.NewDeviceLimiter(opts.Rate, opts.Burst),
-		warned:  fleet.NewDeviceLimiter(1.0/60, 1),
+		limiter: ratelimit.New(opts.Rate, opts.Burst),
+		warned:  ratelimit.New(1.0/60, 1),
 	}, nil
 }
 
@@ -130,7 +131,7 @@ func (s *Service) handle(m *nats.Msg) {
 		s.answer(m, 429, "device over its message rate, try again later")
 		return
 	}
-	out := &nats.Msg{Subject: fleet.StoredSubject(m.Subject), Reply: m.Reply, Data: m.Data}
+	out := &nats.Msg{Subject: store.StoredSubject(m.Subject), Reply: m.Reply, Data: m.Data}
 	if msgID := m.Header.Get(jetstream.MsgIDHeader); msgID != "" {
 		if wire.ValidateID(msgID) != nil {
 			s.refuse(m, string(kind), id, "bad_msg_id", errors.New("message id outside [A-Za-z0-9_-]{1,64}"))

@@ -11,16 +11,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/intake"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
 	"github.com/thinfleet/thinfleet/services/inventory"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 type env struct {
 	srv   *natstest.Server
-	store *fleet.Store
+	store *store.Store
 }
 
 func setup(t *testing.T, opts intake.Options) env {
@@ -48,11 +48,11 @@ func (e env) stored(t *testing.T, subject string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := e.store.JetStream().Stream(ctx, fleet.AgentStream)
+	st, err := e.store.JetStream().Stream(ctx, store.AgentStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored := fleet.StoredSubject(subject)
+	stored := store.StoredSubject(subject)
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(stored))
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestRefusesForeignReplies(t *testing.T) {
 	before := natstest.Dropped(t, string(wire.KindHWReport), "foreign_reply")
 	replies := []string{
 		wire.OfferSubject("dev-2"), wire.VersionInstalledSubject("dev-2"),
-		"$KV." + fleet.CatalogBucket + ".target", "$JS.API.STREAM.PURGE." + fleet.AgentStream,
+		"$KV." + store.CatalogBucket + ".target", "$JS.API.STREAM.PURGE." + store.AgentStream,
 		wire.AgentInboxPrefix("dev-2") + ".x", wire.AgentInboxPrefix("dev-1"), wire.AgentInboxPrefix("dev-1") + "..x",
 		wire.AgentInboxPrefix("dev-10") + ".x",
 	}

@@ -16,19 +16,20 @@ import (
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 // Options configure the inventory service.
 type Options struct {
 	Log   *slog.Logger // slog.Default() when nil
-	Store *fleet.Store // required
+	Store *store.Store // required
 }
 
 // Service applies agent reports to the device records.
 type Service struct {
 	log   *slog.Logger
-	store *fleet.Store
+	store *store.Store
 }
 
 // New checks opts and returns a service ready to Run.
@@ -61,31 +62,31 @@ func (s *Service) Run(ctx context.Context) error {
 // Events are appended before the record is written, with dedup ids made
 // from the message id: if the write fails, the redelivered message finds
 // the record as before, computes the same events, and they are kept once.
-func (s *Service) handle(ctx context.Context, m fleet.AgentMessage) error {
+func (s *Service) handle(ctx context.Context, m store.AgentMessage) error {
 	switch m.Kind {
 	case wire.KindHWReport:
 		r, err := wire.Decode[wire.HWReport](m.Data)
 		if err != nil {
-			return fleet.Permanent(err)
+			return store.Permanent(err)
 		}
 		return s.hwReport(ctx, m, r)
 	case wire.KindVersionInstalled:
 		v, err := wire.Decode[wire.VersionInstalled](m.Data)
 		if err != nil {
-			return fleet.Permanent(err)
+			return store.Permanent(err)
 		}
 		return s.versionInstalled(ctx, m, v)
 	case wire.KindStatus:
 		st, err := wire.Decode[wire.Status](m.Data)
 		if err != nil {
-			return fleet.Permanent(err)
+			return store.Permanent(err)
 		}
 		return s.status(ctx, m, st)
 	}
-	return fleet.Permanent(fmt.Errorf("unexpected %s message", m.Kind))
+	return store.Permanent(fmt.Errorf("unexpected %s message", m.Kind))
 }
 
-func (s *Service) hwReport(ctx context.Context, m fleet.AgentMessage, r wire.HWReport) error {
+func (s *Service) hwReport(ctx context.Context, m store.AgentMessage, r wire.HWReport) error {
 	before, err := s.device(ctx, m.Device)
 	if err != nil {
 		return err
@@ -115,7 +116,7 @@ func (s *Service) hwReport(ctx context.Context, m fleet.AgentMessage, r wire.HWR
 	return err
 }
 
-func (s *Service) versionInstalled(ctx context.Context, m fleet.AgentMessage, v wire.VersionInstalled) error {
+func (s *Service) versionInstalled(ctx context.Context, m store.AgentMessage, v wire.VersionInstalled) error {
 	before, err := s.device(ctx, m.Device)
 	if err != nil {
 		return err
@@ -140,7 +141,7 @@ func (s *Service) versionInstalled(ctx context.Context, m fleet.AgentMessage, v 
 	return err
 }
 
-func (s *Service) status(ctx context.Context, m fleet.AgentMessage, st wire.Status) error {
+func (s *Service) status(ctx context.Context, m store.AgentMessage, st wire.Status) error {
 	before, err := s.device(ctx, m.Device)
 	if err != nil {
 		return err
@@ -153,7 +154,7 @@ func (s *Service) status(ctx context.Context, m fleet.AgentMessage, st wire.Stat
 		took = 0
 		in, prev := d.Install, d.Install
 		if in != nil && in.Updated.After(m.Time) {
-			return fleet.ErrUnchanged // an older status, redelivered late
+			return store.ErrUnchanged // an older status, redelivered late
 		}
 		seen(d, m)
 		if in == nil || startsInstall(*in, st) {
@@ -198,7 +199,7 @@ func startsInstall(in fleet.Install, st wire.Status) bool {
 // device returns the stored device, or a zero one with the id set.
 func (s *Service) device(ctx context.Context, id string) (fleet.Device, error) {
 	d, err := s.store.Device(ctx, id)
-	if errors.Is(err, fleet.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return fleet.Device{ID: id}, nil
 	}
 	return d, err
@@ -207,7 +208,7 @@ func (s *Service) device(ctx context.Context, id string) (fleet.Device, error) {
 // register records the first message inventory gets from a device. It
 // goes by FirstSeen, not by whether a record exists: presence may have
 // created one from a heartbeat before any report came.
-func (s *Service) register(ctx context.Context, m fleet.AgentMessage, d fleet.Device) error {
+func (s *Service) register(ctx context.Context, m store.AgentMessage, d fleet.Device) error {
 	if !d.FirstSeen.IsZero() {
 		return nil
 	}
@@ -221,7 +222,7 @@ func (s *Service) register(ctx context.Context, m fleet.AgentMessage, d fleet.De
 
 // seen moves the record's times forward to the message's; a late,
 // redelivered message never moves them back.
-func seen(d *fleet.Device, m fleet.AgentMessage) {
+func seen(d *fleet.Device, m store.AgentMessage) {
 	if d.FirstSeen.IsZero() || m.Time.Before(d.FirstSeen) {
 		d.FirstSeen = m.Time
 	}

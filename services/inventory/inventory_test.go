@@ -13,11 +13,12 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
 	"github.com/thinfleet/thinfleet/services/inventory"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 type env struct {
-	store *fleet.Store
+	store *store.Store
 	nc    *nats.Conn
 }
 

@@ -29,14 +29,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/ratelimit"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 // Options configure the presence service.
 type Options struct {
 	Log   *slog.Logger // slog.Default() when nil
-	Store *fleet.Store // required
+	Store *store.Store // required
 	// Conn, in the application account, receives the heartbeats; required.
 	Conn *nats.Conn
 	// SysConn, in the broker's system account, receives its connect and
@@ -71,7 +72,7 @@ const (
 // Service tracks which devices are alive.
 type Service struct {
 	log        *slog.Logger
-	store      *fleet.Store
+	store      *store.Store
 	nc, sys    *nats.Conn
 	account    string
 	flushEvery time.Duration
@@ -79,7 +80,7 @@ type Service struct {
 	in chan input // from NATS callbacks to Run's goroutine
 	// limiter drops a device's heartbeats past what any interval allows,
 	// before they reach Run's goroutine, so a flood cannot delay others.
-	limiter *fleet.DeviceLimiter
+	limiter *ratelimit.Limiter
 	// The fields below belong to Run's goroutine.
 	devices    map[string]*device
 	pauseUntil time.Time // no store writes before, after a failed one
@@ -110,7 +111,7 @@ func New(opts Options) (*Service, error) {
 		log: opts.Log, store: opts.Store, nc: opts.Conn, sys: opts.SysConn,
 		account: opts.Account, flushEvery: opts.FlushEvery,
 		in: make(chan input, 1024), devices: map[string]*device{},
-		limiter: fleet.NewDeviceLimiter(heartbeatRate, int(2*heartbeatRate)),
+		limiter: ratelimit.New(heartbeatRate, int(2*heartbeatRate)),
 	}, nil
 }
 

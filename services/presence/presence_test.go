@@ -15,12 +15,13 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
 	"github.com/thinfleet/thinfleet/services/presence"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 type env struct {
 	srv   *natstest.Server
-	store *fleet.Store
+	store *store.Store
 	agent *nats.Conn // sends heartbeats for any id
 }
 
@@ -134,7 +135,7 @@ func (e env) put(t *testing.T, d fleet.Device) {
 	}
 }
 
-func events(t *testing.T, st *fleet.Store, id string) string {
+func events(t *testing.T, st *store.Store, id string) string {
 	var out []string
 	for _, e := range natstest.Events(t, st, id) {
 		out = append(out, fmt.Sprintf("%s(%s)", e.Event, e.Detail))

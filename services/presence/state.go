@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // device is what presence knows of one device.
@@ -167,7 +168,7 @@ func (s *Service) write(ctx context.Context, id string, d *device, now time.Time
 		if !alive && !r.Alive && r.LastSeen.IsZero() {
 			// No record (an operator deleted the device), or one that
 			// says nothing presence could correct: none is made.
-			return fleet.ErrUnchanged
+			return store.ErrUnchanged
 		}
 		flipped = r.Alive != alive
 		changed := flipped
@@ -179,7 +180,7 @@ func (s *Service) write(ctx context.Context, id string, d *device, now time.Time
 			r.HeartbeatMS, changed = ms, true
 		}
 		if !changed {
-			return fleet.ErrUnchanged
+			return store.ErrUnchanged
 		}
 		return nil
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // Run runs a service's Run until the returned stop is called or the test
@@ -143,7 +144,7 @@ func Dropped(t testing.TB, kind, reason string) float64 {
 }
 
 // Events returns the history events of device, oldest first.
-func Events(t testing.TB, st *fleet.Store, device string) []fleet.Event {
+func Events(t testing.TB, st *store.Store, device string) []fleet.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -158,11 +159,11 @@ func Events(t testing.TB, st *fleet.Store, device string) []fleet.Event {
 }
 
 // Device returns the stored device id, or an error while there is none.
-func Device(st *fleet.Store, id string) (fleet.Device, error) {
+func Device(st *store.Store, id string) (fleet.Device, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	d, err := st.Device(ctx, id)
-	if errors.Is(err, fleet.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return d, errors.New("device " + id + " not stored yet")
 	}
 	return d, err

@@ -1,6 +1,6 @@
 // Package natstest runs what the services' tests share: a real nats-server
 // in-process on a random port with JetStream on disk in a temporary
-// folder, connections to it, a fleet.Store on it, a test logger, a way to
+// folder, connections to it, a store.Store on it, a test logger, a way to
 // run a service for the length of a test, and polling with a deadline.
 //
 // It is for tests only; nothing outside services/ may import it.
@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // The accounts and users of a server started with Accounts.
@@ -121,7 +121,7 @@ func (s *Server) connect(opts []nats.Option) *nats.Conn {
 }
 
 // Store opens the fleet state on a new connection of its own.
-func (s *Server) Store() *fleet.Store {
+func (s *Server) Store() *store.Store {
 	s.t.Helper()
 	js, err := jetstream.New(s.Conn("test-store"))
 	if err != nil {
@@ -129,7 +129,7 @@ func (s *Server) Store() *fleet.Store {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := fleet.Open(ctx, js, fleet.Options{})
+	st, err := store.Open(ctx, js, store.Options{})
 	if err != nil {
 		s.t.Fatalf("open store: %v", err)
 	}
@@ -147,7 +147,7 @@ func Publish(t testing.TB, nc *nats.Conn, subject string, data []byte) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.Publish(ctx, fleet.StoredSubject(subject), data); err != nil {
+	if _, err := js.Publish(ctx, store.StoredSubject(subject), data); err != nil {
 		t.Fatalf("publish %s: %v", subject, err)
 	}
 }

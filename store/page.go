@@ -1,4 +1,4 @@
-package fleet
+package store
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -19,7 +20,7 @@ import (
 // It reads the stream backwards in growing windows of sequences, so a page
 // near the newest end costs a page, not the whole history, and a filter
 // that matches rarely still ends in a few reads.
-func (s *Store) EventPage(ctx context.Context, f EventFilter, before uint64, n int) ([]Event, bool, error) {
+func (s *Store) EventPage(ctx context.Context, f fleet.EventFilter, before uint64, n int) ([]fleet.Event, bool, error) {
 	if n <= 0 {
 		return nil, false, nil
 	}
@@ -41,7 +42,7 @@ func (s *Store) EventPage(ctx context.Context, f EventFilter, before uint64, n i
 	if info.State.Msgs == 0 || end < first || end == 0 {
 		return nil, false, nil
 	}
-	var found []Event // newest first
+	var found []fleet.Event // newest first
 	window := uint64(4 * n)
 	for len(found) <= n {
 		start := first
@@ -68,7 +69,7 @@ func (s *Store) EventPage(ctx context.Context, f EventFilter, before uint64, n i
 
 // eventRange returns the matching events with sequences from start to end,
 // oldest first.
-func (s *Store) eventRange(ctx context.Context, subject string, start, end uint64, f EventFilter) ([]Event, error) {
+func (s *Store) eventRange(ctx context.Context, subject string, start, end uint64, f fleet.EventFilter) ([]fleet.Event, error) {
 	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
@@ -84,7 +85,7 @@ func (s *Store) eventRange(ctx context.Context, subject string, start, end uint6
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	pending := ci.NumPending
-	var out []Event
+	var out []fleet.Event
 	for pending > 0 {
 		want := min(pending, end-start+1, 1000)
 		batch, err := cons.Fetch(int(want), jetstream.FetchMaxWait(5*time.Second))
@@ -103,8 +104,8 @@ func (s *Store) eventRange(ctx context.Context, subject string, start, end uint6
 				pending = 0
 				continue
 			}
-			var e Event
-			if json.Unmarshal(m.Data(), &e) != nil || !f.match(e) {
+			var e fleet.Event
+			if json.Unmarshal(m.Data(), &e) != nil || !f.Match(e) {
 				continue
 			}
 			e.Seq = meta.Sequence.Stream

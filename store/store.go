@@ -1,4 +1,9 @@
-package fleet
+// Package store keeps the server's state in JetStream: the devices,
+// enrollments and catalog in key-value buckets, the agents' messages and
+// the append-only update history in streams, so that no service holds
+// anything in memory alone. Every service and the web layer use a Store;
+// the agent never imports this package.
+package store
 
 import (
 	"context"
@@ -9,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -45,7 +51,7 @@ type Store struct {
 	history jetstream.Stream
 
 	enrollments jetstream.KeyValue
-	sessions    jetstream.KeyValue
+	replicas    int
 }
 
 // Open creates (or updates) the buckets and streams and returns a Store on
@@ -57,7 +63,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 	if opts.AgentMaxAge <= 0 {
 		opts.AgentMaxAge = 7 * 24 * time.Hour
 	}
-	s := &Store{js: js}
+	s := &Store{js: js, replicas: opts.Replicas}
 	var err error
 	s.devices, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: DevicesBucket, Description: "thinfleet devices, one key per device id",
@@ -97,42 +103,51 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 	if err := s.openEnrollments(ctx, opts.Replicas); err != nil {
 		return nil, err
 	}
-	if err := s.openSessions(ctx, opts.Replicas); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
 // JetStream returns the JetStream context the store uses.
 func (s *Store) JetStream() jetstream.JetStream { return s.js }
 
+// OpenBucket creates (or updates) a key-value bucket that a part of the
+// server keeps for itself (the dashboard's sessions), on file storage and
+// with the store's replication factor.
+func (s *Store) OpenBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	cfg.Storage, cfg.Replicas = jetstream.FileStorage, s.replicas
+	kv, err := s.js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open %s bucket: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
 // Device returns one device, or ErrNotFound.
-func (s *Store) Device(ctx context.Context, id string) (Device, error) {
+func (s *Store) Device(ctx context.Context, id string) (fleet.Device, error) {
 	d, _, err := s.getDevice(ctx, id)
 	return d, err
 }
 
-func (s *Store) getDevice(ctx context.Context, id string) (Device, uint64, error) {
+func (s *Store) getDevice(ctx context.Context, id string) (fleet.Device, uint64, error) {
 	if wire.ValidateID(id) != nil {
-		return Device{}, 0, ErrNotFound
+		return fleet.Device{}, 0, ErrNotFound
 	}
 	e, err := s.devices.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Device{}, 0, ErrNotFound
+		return fleet.Device{}, 0, ErrNotFound
 	}
 	if err != nil {
-		return Device{}, 0, fmt.Errorf("get device %s: %w", id, err)
+		return fleet.Device{}, 0, fmt.Errorf("get device %s: %w", id, err)
 	}
-	var d Device
+	var d fleet.Device
 	if err := json.Unmarshal(e.Value(), &d); err != nil {
-		return Device{}, 0, fmt.Errorf("decode device %s: %w", id, err)
+		return fleet.Device{}, 0, fmt.Errorf("decode device %s: %w", id, err)
 	}
 	return d, e.Revision(), nil
 }
 
 // Devices returns every device, in no particular order.
-func (s *Store) Devices(ctx context.Context) ([]Device, error) {
-	var out []Device
+func (s *Store) Devices(ctx context.Context) ([]fleet.Device, error) {
+	var out []fleet.Device
 	err := s.WatchDevices(ctx, func(u DeviceUpdate) error {
 		if u.Synced {
 			return errStopWatch // the stored values are all in
@@ -160,25 +175,25 @@ var ErrUnchanged = errors.New("unchanged")
 // id set when there is none) and writes the result with compare-and-set,
 // retrying when another service wrote in between. It returns the device as
 // written, or as stored when fn returned ErrUnchanged.
-func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(d *Device) error) (Device, error) {
+func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(d *fleet.Device) error) (fleet.Device, error) {
 	if err := wire.ValidateID(id); err != nil {
-		return Device{}, err
+		return fleet.Device{}, err
 	}
 	for attempt := 0; ; attempt++ {
 		d, rev, err := s.getDevice(ctx, id)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			return Device{}, err
+			return fleet.Device{}, err
 		}
 		before := d
 		d.ID = id
 		if err := fn(&d); errors.Is(err, ErrUnchanged) {
 			return before, nil
 		} else if err != nil {
-			return Device{}, err
+			return fleet.Device{}, err
 		}
 		data, err := json.Marshal(d)
 		if err != nil {
-			return Device{}, fmt.Errorf("encode device %s: %w", id, err)
+			return fleet.Device{}, fmt.Errorf("encode device %s: %w", id, err)
 		}
 		if rev == 0 {
 			_, err = s.devices.Create(ctx, id, data)
@@ -190,33 +205,33 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(d *Device) 
 		}
 		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 		if !conflict || attempt >= 20 {
-			return Device{}, fmt.Errorf("write device %s: %w", id, err)
+			return fleet.Device{}, fmt.Errorf("write device %s: %w", id, err)
 		}
 	}
 }
 
 // Catalog returns the current catalog; an empty one before the first scan.
-func (s *Store) Catalog(ctx context.Context) (Catalog, error) {
+func (s *Store) Catalog(ctx context.Context) (fleet.Catalog, error) {
 	e, err := s.catalog.Get(ctx, catalogKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Catalog{}, nil
+		return fleet.Catalog{}, nil
 	}
 	if err != nil {
-		return Catalog{}, fmt.Errorf("get catalog: %w", err)
+		return fleet.Catalog{}, fmt.Errorf("get catalog: %w", err)
 	}
 	return decodeCatalog(e.Value())
 }
 
-func decodeCatalog(data []byte) (Catalog, error) {
-	var c Catalog
+func decodeCatalog(data []byte) (fleet.Catalog, error) {
+	var c fleet.Catalog
 	if err := json.Unmarshal(data, &c); err != nil {
-		return Catalog{}, fmt.Errorf("decode catalog: %w", err)
+		return fleet.Catalog{}, fmt.Errorf("decode catalog: %w", err)
 	}
 	return c, nil
 }
 
 // PutCatalog replaces the catalog.
-func (s *Store) PutCatalog(ctx context.Context, c Catalog) error {
+func (s *Store) PutCatalog(ctx context.Context, c fleet.Catalog) error {
 	data, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encode catalog: %w", err)
@@ -229,7 +244,7 @@ func (s *Store) PutCatalog(ctx context.Context, c Catalog) error {
 
 // WatchCatalog calls fn with the current catalog and again after every
 // change, until ctx ends or fn returns an error.
-func (s *Store) WatchCatalog(ctx context.Context, fn func(Catalog) error) error {
+func (s *Store) WatchCatalog(ctx context.Context, fn func(fleet.Catalog) error) error {
 	w, err := s.catalog.Watch(ctx, catalogKey)
 	if err != nil {
 		return fmt.Errorf("watch catalog: %w", err)

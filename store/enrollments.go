@@ -1,4 +1,4 @@
-package fleet
+package store
 
 import (
 	"context"
@@ -9,37 +9,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 // EnrollmentsBucket keeps one enrollment per device id.
 const EnrollmentsBucket = "thinfleet_enrollments"
-
-// EnrollState is where a device stands with the broker.
-type EnrollState string
-
-// The enrollment states: pending waits for an operator (with
-// --approve-devices), approved devices get credentials, revoked ones are
-// refused by the broker. Deleted is an operator's deletion on its way: the
-// enrollment service revokes the key at the broker, then removes the
-// enrollment, so the id is free for a new key.
-const (
-	EnrollPending  EnrollState = "pending"
-	EnrollApproved EnrollState = "approved"
-	EnrollRevoked  EnrollState = "revoked"
-	EnrollDeleted  EnrollState = "deleted"
-)
-
-// Enrollment is a device's identity at the broker: the public key its
-// credentials were issued for.
-type Enrollment struct {
-	ID        string      `json:"id"`
-	PublicKey string      `json:"public_key"`
-	Hostname  string      `json:"hostname,omitempty"`
-	State     EnrollState `json:"state"`
-	Requested time.Time   `json:"requested"`
-	Decided   time.Time   `json:"decided,omitzero"`
-}
 
 func (s *Store) openEnrollments(ctx context.Context, replicas int) error {
 	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -55,27 +30,27 @@ func (s *Store) openEnrollments(ctx context.Context, replicas int) error {
 
 // Enrollment returns device id's enrollment and its revision, or
 // ErrNotFound.
-func (s *Store) Enrollment(ctx context.Context, id string) (Enrollment, uint64, error) {
+func (s *Store) Enrollment(ctx context.Context, id string) (fleet.Enrollment, uint64, error) {
 	if wire.ValidateID(id) != nil {
-		return Enrollment{}, 0, ErrNotFound
+		return fleet.Enrollment{}, 0, ErrNotFound
 	}
 	e, err := s.enrollments.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Enrollment{}, 0, ErrNotFound
+		return fleet.Enrollment{}, 0, ErrNotFound
 	}
 	if err != nil {
-		return Enrollment{}, 0, fmt.Errorf("get enrollment %s: %w", id, err)
+		return fleet.Enrollment{}, 0, fmt.Errorf("get enrollment %s: %w", id, err)
 	}
-	var en Enrollment
+	var en fleet.Enrollment
 	if err := json.Unmarshal(e.Value(), &en); err != nil {
-		return Enrollment{}, 0, fmt.Errorf("decode enrollment %s: %w", id, err)
+		return fleet.Enrollment{}, 0, fmt.Errorf("decode enrollment %s: %w", id, err)
 	}
 	return en, e.Revision(), nil
 }
 
 // PutEnrollment writes en if the stored revision is still rev (0: none
 // stored yet); it fails with a conflict otherwise.
-func (s *Store) PutEnrollment(ctx context.Context, en Enrollment, rev uint64) error {
+func (s *Store) PutEnrollment(ctx context.Context, en fleet.Enrollment, rev uint64) error {
 	data, err := json.Marshal(en)
 	if err != nil {
 		return err
@@ -93,38 +68,38 @@ func (s *Store) PutEnrollment(ctx context.Context, en Enrollment, rev uint64) er
 
 // SetEnrollState moves device id to state (an operator's approval or
 // revocation). Revoking a device that never enrolled is an error.
-func (s *Store) SetEnrollState(ctx context.Context, id string, state EnrollState) (Enrollment, error) {
+func (s *Store) SetEnrollState(ctx context.Context, id string, state fleet.EnrollState) (fleet.Enrollment, error) {
 	for range 10 {
 		en, rev, err := s.Enrollment(ctx, id)
 		if err != nil {
-			return Enrollment{}, err
+			return fleet.Enrollment{}, err
 		}
 		if en.State == state {
 			return en, nil
 		}
-		if en.State == EnrollRevoked {
-			return Enrollment{}, errors.New("the device is revoked; revocation is final")
+		if en.State == fleet.EnrollRevoked {
+			return fleet.Enrollment{}, errors.New("the device is revoked; revocation is final")
 		}
-		if en.State == EnrollDeleted {
-			return Enrollment{}, ErrNotFound
+		if en.State == fleet.EnrollDeleted {
+			return fleet.Enrollment{}, ErrNotFound
 		}
 		en.State, en.Decided = state, time.Now().UTC()
 		if err := s.PutEnrollment(ctx, en, rev); err == nil {
-			if state == EnrollApproved {
+			if state == fleet.EnrollApproved {
 				// The enrollment service records revocations once the
 				// broker has carried them out; an approval is done here.
-				_ = s.AppendEvent(ctx, Event{Device: id, Event: EventApproved, Detail: "approved by an operator"}, "")
+				_ = s.AppendEvent(ctx, fleet.Event{Device: id, Event: fleet.EventApproved, Detail: "approved by an operator"}, "")
 			}
 			return en, nil
 		}
 	}
-	return Enrollment{}, errors.New("enrollment kept changing; try again")
+	return fleet.Enrollment{}, errors.New("enrollment kept changing; try again")
 }
 
 // Enrollments returns every enrollment.
-func (s *Store) Enrollments(ctx context.Context) ([]Enrollment, error) {
-	var out []Enrollment
-	err := s.WatchEnrollments(ctx, func(en Enrollment, initial bool) error {
+func (s *Store) Enrollments(ctx context.Context) ([]fleet.Enrollment, error) {
+	var out []fleet.Enrollment
+	err := s.WatchEnrollments(ctx, func(en fleet.Enrollment, initial bool) error {
 		if !initial {
 			return errStopWatch
 		}
@@ -142,7 +117,7 @@ var errStopWatch = errors.New("stop")
 // WatchEnrollments calls fn with every stored enrollment (initial true),
 // once with a zero Enrollment when those are done, and with every later
 // change, until ctx ends or fn returns an error.
-func (s *Store) WatchEnrollments(ctx context.Context, fn func(en Enrollment, initial bool) error) error {
+func (s *Store) WatchEnrollments(ctx context.Context, fn func(en fleet.Enrollment, initial bool) error) error {
 	w, err := s.enrollments.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return fmt.Errorf("watch enrollments: %w", err)
@@ -151,9 +126,9 @@ func (s *Store) WatchEnrollments(ctx context.Context, fn func(en Enrollment, ini
 	return follow(ctx, w, "enrollments", func(e jetstream.KeyValueEntry) error {
 		if e == nil {
 			initial = false
-			return fn(Enrollment{}, false)
+			return fn(fleet.Enrollment{}, false)
 		}
-		var en Enrollment
+		var en fleet.Enrollment
 		if json.Unmarshal(e.Value(), &en) != nil {
 			return nil
 		}
@@ -183,12 +158,12 @@ func (s *Store) DeleteDevice(ctx context.Context, id, by string) error {
 			return err
 		}
 		found = true
-		if en.State == EnrollDeleted || en.State == EnrollRevoked {
+		if en.State == fleet.EnrollDeleted || en.State == fleet.EnrollRevoked {
 			// A revocation is final: the id stays refused, or the same
 			// key could enroll again.
 			break
 		}
-		en.State, en.Decided = EnrollDeleted, time.Now().UTC()
+		en.State, en.Decided = fleet.EnrollDeleted, time.Now().UTC()
 		if err := s.PutEnrollment(ctx, en, rev); err == nil {
 			break
 		} else if attempt >= 10 {
@@ -206,7 +181,7 @@ func (s *Store) DeleteDevice(ctx context.Context, id, by string) error {
 	if !found {
 		return ErrNotFound
 	}
-	return s.AppendEvent(ctx, Event{Device: id, Event: EventDeleted, Detail: "deleted by " + by}, "")
+	return s.AppendEvent(ctx, fleet.Event{Device: id, Event: fleet.EventDeleted, Detail: "deleted by " + by}, "")
 }
 
 // RemoveEnrollment removes device id's enrollment if it is still at

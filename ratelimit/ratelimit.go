@@ -1,4 +1,6 @@
-package fleet
+// Package ratelimit gives each key (a device id, a client address) its own
+// token bucket.
+package ratelimit
 
 import (
 	"sync"
@@ -7,11 +9,12 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// DeviceLimiter gives each device its own token bucket, so that one agent
-// flooding the broker is cut off without slowing any other. It is safe for
-// concurrent use and forgets devices that have been quiet for a while, so
-// its memory stays bounded by the number of recently active devices.
-type DeviceLimiter struct {
+// Limiter gives each device (or any other key) its own token bucket, so
+// that one agent flooding the broker is cut off without slowing any other.
+// It is safe for concurrent use and forgets devices that have been quiet
+// for a while, so its memory stays bounded by the number of recently
+// active devices.
+type Limiter struct {
 	mu        sync.Mutex
 	limit     rate.Limit
 	burst     int
@@ -28,16 +31,16 @@ type bucket struct {
 // forgetAfter is how long a device's bucket outlives its last message.
 const forgetAfter = 10 * time.Minute
 
-// NewDeviceLimiter allows each device perSecond messages on average, with
+// New allows each device perSecond messages on average, with
 // bursts of up to burst.
-func NewDeviceLimiter(perSecond float64, burst int) *DeviceLimiter {
-	return &DeviceLimiter{limit: rate.Limit(perSecond), burst: burst, devices: map[string]*bucket{}}
+func New(perSecond float64, burst int) *Limiter {
+	return &Limiter{limit: rate.Limit(perSecond), burst: burst, devices: map[string]*bucket{}}
 }
 
 // Allow reports whether device may send one more message now. When it may
 // not, warn is true at most once a minute per device, so that a flood is
 // logged once rather than once per message.
-func (l *DeviceLimiter) Allow(device string) (ok, warn bool) {
+func (l *Limiter) Allow(device string) (ok, warn bool) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -1,9 +1,9 @@
-package fleet
+package ratelimit
 
 import "testing"
 
-func TestDeviceLimiterIsPerDevice(t *testing.T) {
-	l := NewDeviceLimiter(1, 5)
+func TestLimiterIsPerDevice(t *testing.T) {
+	l := New(1, 5)
 	allowed, warned := 0, 0
 	for range 100 {
 		ok, warn := l.Allow("flood")

@@ -1,4 +1,4 @@
-package fleet
+package store
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -16,14 +17,14 @@ import (
 // on disk. dedupID, when not empty, makes a repeat within ten minutes a
 // no-op: a service that redelivers the message behind an event passes the
 // same id and the event is kept once.
-func (s *Store) AppendEvent(ctx context.Context, e Event, dedupID string) error {
+func (s *Store) AppendEvent(ctx context.Context, e fleet.Event, dedupID string) error {
 	_, err := s.AppendEventOnce(ctx, e, dedupID)
 	return err
 }
 
 // AppendEventOnce is AppendEvent that also says whether the event is new:
 // false when dedupID marked it a repeat that JetStream kept only once.
-func (s *Store) AppendEventOnce(ctx context.Context, e Event, dedupID string) (appended bool, err error) {
+func (s *Store) AppendEventOnce(ctx context.Context, e fleet.Event, dedupID string) (appended bool, err error) {
 	if err := wire.ValidateID(e.Device); err != nil {
 		return false, fmt.Errorf("append event: %w", err)
 	}
@@ -46,23 +47,10 @@ func (s *Store) AppendEventOnce(ctx context.Context, e Event, dedupID string) (a
 	return !ack.Duplicate, nil
 }
 
-// EventFilter selects history events. Zero fields select everything.
-type EventFilter struct {
-	Device  string
-	Kind    EventKind
-	Version string
-	// Limit keeps only the newest Limit matching events (all when 0).
-	Limit int
-}
-
-func (f EventFilter) match(e Event) bool {
-	return (f.Kind == "" || e.Event == f.Kind) && (f.Version == "" || e.Version == f.Version)
-}
-
 // Events returns the matching events, newest first. A read that fails
 // while a cluster elects a new stream leader is tried again, a few times
 // over about two seconds, before the error is returned.
-func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
+func (s *Store) Events(ctx context.Context, f fleet.EventFilter) ([]fleet.Event, error) {
 	for attempt := 1; ; attempt++ {
 		evs, err := s.events(ctx, f)
 		if err == nil || attempt == 5 || ctx.Err() != nil || errors.Is(err, wire.ErrInvalidID) {
@@ -76,7 +64,7 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	}
 }
 
-func (s *Store) events(ctx context.Context, f EventFilter) ([]Event, error) {
+func (s *Store) events(ctx context.Context, f fleet.EventFilter) ([]fleet.Event, error) {
 	subject := historyPrefix + "*"
 	if f.Device != "" {
 		if err := wire.ValidateID(f.Device); err != nil {
@@ -95,7 +83,7 @@ func (s *Store) events(ctx context.Context, f EventFilter) ([]Event, error) {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	pending := info.NumPending
-	var out []Event
+	var out []fleet.Event
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -109,8 +97,8 @@ func (s *Store) events(ctx context.Context, f EventFilter) ([]Event, error) {
 				continue
 			}
 			pending = meta.NumPending
-			var e Event
-			if json.Unmarshal(m.Data(), &e) != nil || !f.match(e) {
+			var e fleet.Event
+			if json.Unmarshal(m.Data(), &e) != nil || !f.Match(e) {
 				continue
 			}
 			e.Seq = meta.Sequence.Stream

@@ -1,9 +1,10 @@
-package fleet
+package store
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/thinfleet/thinfleet/fleet"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -11,7 +12,7 @@ import (
 // DeviceUpdate is one value a device watch delivers.
 type DeviceUpdate struct {
 	// Device is the record as written; only its ID is set when Deleted.
-	Device  Device
+	Device  fleet.Device
 	Deleted bool
 	// Initial marks the records that were already stored when the watch
 	// began; the changes after them have it false.
@@ -52,7 +53,7 @@ func (s *Store) WatchDevices(ctx context.Context, fn func(DeviceUpdate) error) e
 // every event appended to the history after that, until ctx ends. fn runs
 // on the client's delivery goroutine, one event at a time, and should
 // return quickly.
-func (s *Store) WatchEvents(ctx context.Context, started func(), fn func(Event)) error {
+func (s *Store) WatchEvents(ctx context.Context, started func(), fn func(fleet.Event)) error {
 	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 	})
@@ -60,7 +61,7 @@ func (s *Store) WatchEvents(ctx context.Context, started func(), fn func(Event))
 		return fmt.Errorf("watch history: %w", err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var e Event
+		var e fleet.Event
 		if json.Unmarshal(m.Data(), &e) != nil {
 			return
 		}
@@ -82,7 +83,7 @@ func (s *Store) WatchEvents(ctx context.Context, started func(), fn func(Event))
 // with the catalog after every change from then on, until ctx ends (it
 // then returns nil). Unlike WatchCatalog, it does not call fn with the
 // catalog as it was when the watch began.
-func (s *Store) WatchCatalogChanges(ctx context.Context, started func(), fn func(Catalog)) error {
+func (s *Store) WatchCatalogChanges(ctx context.Context, started func(), fn func(fleet.Catalog)) error {
 	w, err := s.catalog.Watch(ctx, catalogKey, jetstream.UpdatesOnly())
 	if err != nil {
 		return fmt.Errorf("watch catalog: %w", err)

@@ -1,4 +1,4 @@
-package fleet_test
+package store_test
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // openStore starts a nats-server with JetStream on a random port and opens
 // a Store on it; both end with the test.
-func openStore(t *testing.T) *fleet.Store {
+func openStore(t *testing.T) *store.Store {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
@@ -38,7 +39,7 @@ func openStore(t *testing.T) *fleet.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := fleet.Open(context.Background(), js, fleet.Options{})
+	s, err := store.Open(context.Background(), js, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +104,11 @@ func TestWatchDevicesAndEvents(t *testing.T) {
 	if _, err := s.UpdateDevice(ctx, "old", func(d *fleet.Device) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	updates := make(chan fleet.DeviceUpdate, 10)
+	updates := make(chan store.DeviceUpdate, 10)
 	events := make(chan fleet.Event, 10)
 	catalogs := make(chan fleet.Catalog, 10)
 	started := make(chan string, 2)
-	go s.WatchDevices(ctx, func(u fleet.DeviceUpdate) error { updates <- u; return nil })
+	go s.WatchDevices(ctx, func(u store.DeviceUpdate) error { updates <- u; return nil })
 	go s.WatchEvents(ctx, func() { started <- "events" }, func(e fleet.Event) { events <- e })
 	go s.WatchCatalogChanges(ctx, func() { started <- "catalog" }, func(c fleet.Catalog) { catalogs <- c })
 	<-started

@@ -1,11 +1,10 @@
-package fleet
+package store
 
 import (
 	"context"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // probeSubject is where Ready writes (and at once deletes) a message in
@@ -26,12 +25,8 @@ func (s *Store) Ready(ctx context.Context) error {
 	if _, err := s.catalog.Status(ctx); err != nil {
 		return fmt.Errorf("catalog bucket: %w", err)
 	}
-	for name, kv := range map[string]interface {
-		Status(context.Context) (jetstream.KeyValueStatus, error)
-	}{"enrollments": s.enrollments, "sessions": s.sessions} {
-		if _, err := kv.Status(ctx); err != nil {
-			return fmt.Errorf("%s bucket: %w", name, err)
-		}
+	if _, err := s.enrollments.Status(ctx); err != nil {
+		return fmt.Errorf("enrollments bucket: %w", err)
 	}
 	if _, err := s.agent.Info(ctx); err != nil {
 		return fmt.Errorf("stream %s: %w", AgentStream, err)
