@@ -98,42 +98,11 @@ func (s *Store) SetEnrollState(ctx context.Context, id string, state fleet.Enrol
 
 // Enrollments returns every enrollment.
 func (s *Store) Enrollments(ctx context.Context) ([]fleet.Enrollment, error) {
-	var out []fleet.Enrollment
-	err := s.WatchEnrollments(ctx, func(en fleet.Enrollment, initial bool) error {
-		if !initial {
-			return errStopWatch
-		}
-		out = append(out, en)
-		return nil
-	})
-	if errors.Is(err, errStopWatch) {
-		err = nil
-	}
-	return out, err
-}
-
-var errStopWatch = errors.New("stop")
-
-// WatchEnrollments calls fn with every stored enrollment (initial true),
-// once with a zero Enrollment when those are done, and with every later
-// change, until ctx ends or fn returns an error.
-func (s *Store) WatchEnrollments(ctx context.Context, fn func(en fleet.Enrollment, initial bool) error) error {
-	w, err := s.enrollments.WatchAll(ctx, jetstream.IgnoreDeletes())
+	ens, err := load(ctx, s.WatchEnrollments)
 	if err != nil {
-		return fmt.Errorf("watch enrollments: %w", err)
+		return nil, fmt.Errorf("list enrollments: %w", err)
 	}
-	initial := true
-	return follow(ctx, w, "enrollments", func(e jetstream.KeyValueEntry) error {
-		if e == nil {
-			initial = false
-			return fn(fleet.Enrollment{}, false)
-		}
-		var en fleet.Enrollment
-		if json.Unmarshal(e.Value(), &en) != nil {
-			return nil
-		}
-		return fn(en, initial)
-	})
+	return ens, nil
 }
 
 // DeleteDevice forgets device id at an operator's request: its device

@@ -147,25 +147,11 @@ func (s *Store) getDevice(ctx context.Context, id string) (fleet.Device, uint64,
 
 // Devices returns every device, in no particular order.
 func (s *Store) Devices(ctx context.Context) ([]fleet.Device, error) {
-	var out []fleet.Device
-	err := s.WatchDevices(ctx, func(u DeviceUpdate) error {
-		if u.Synced {
-			return errStopWatch // the stored values are all in
-		}
-		if !u.Deleted {
-			out = append(out, u.Device)
-		}
-		return nil
-	})
-	switch {
-	case errors.Is(err, errStopWatch):
-		return out, nil
-	case err != nil:
+	ds, err := load(ctx, s.WatchDevices)
+	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
 	}
-	return out, nil
+	return ds, nil
 }
 
 // ErrUnchanged may be returned by an UpdateDevice function to write nothing.
@@ -240,23 +226,4 @@ func (s *Store) PutCatalog(ctx context.Context, c fleet.Catalog) error {
 		return fmt.Errorf("put catalog: %w", err)
 	}
 	return nil
-}
-
-// WatchCatalog calls fn with the current catalog and again after every
-// change, until ctx ends or fn returns an error.
-func (s *Store) WatchCatalog(ctx context.Context, fn func(fleet.Catalog) error) error {
-	w, err := s.catalog.Watch(ctx, catalogKey)
-	if err != nil {
-		return fmt.Errorf("watch catalog: %w", err)
-	}
-	return follow(ctx, w, "catalog", func(e jetstream.KeyValueEntry) error {
-		if e == nil || e.Operation() != jetstream.KeyValuePut {
-			return nil
-		}
-		c, err := decodeCatalog(e.Value())
-		if err != nil {
-			return nil
-		}
-		return fn(c)
-	})
 }

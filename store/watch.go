@@ -3,124 +3,200 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/thinfleet/thinfleet/fleet"
+	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/retry"
 )
 
-// DeviceUpdate is one value a device watch delivers.
-type DeviceUpdate struct {
-	// Device is the record as written; only its ID is set when Deleted.
-	Device  fleet.Device
+// Change is one value a watch delivers. Every watch delivers, in order,
+// the values stored when it began (Initial set), then one Change with
+// Loaded set and no value, then each later change. A watch of new values
+// only (WatchEvents) has no initial values: its Loaded change says that
+// it is in place.
+type Change[T any] struct {
+	// Key is the value's key in its bucket: a device or enrollment id, the
+	// catalog's key; empty for a history event.
+	Key string
+	// Value is the value as written; zero when Deleted.
+	Value   T
 	Deleted bool
-	// Initial marks the records that were already stored when the watch
-	// began; the changes after them have it false.
+	// Initial marks the values that were already stored when the watch
+	// began.
 	Initial bool
-	// Synced marks the one update, with no device, that follows the
-	// initial records: the caller has seen the whole bucket.
-	Synced bool
+	// Loaded marks the one Change, with no value, that follows the
+	// initial values: the caller has seen everything stored.
+	Loaded bool
 }
 
-// WatchDevices calls fn with every stored device (Initial set), then once
-// with Synced set, then with every change to the devices bucket, until ctx
-// ends (it then returns nil) or fn returns an error (returned as is). A
-// record that does not decode is skipped. If the watch breaks, it returns
-// an error; a caller that watches again gets the current records first,
-// so it misses nothing.
-func (s *Store) WatchDevices(ctx context.Context, fn func(DeviceUpdate) error) error {
+// Every Watch function below calls fn on the caller's goroutine, one
+// Change at a time, until ctx ends (it then returns nil) or fn returns an
+// error (returned as is). It returns only once fn has returned: after it
+// returns, fn is not running and will not run again. If the watch breaks
+// (the connection was lost), it returns an error; a caller that watches
+// again (Rewatch) gets the stored values first, so it misses nothing. A
+// value that does not decode is skipped.
+
+// WatchDevices watches the devices bucket.
+func (s *Store) WatchDevices(ctx context.Context, fn func(Change[fleet.Device]) error) error {
 	w, err := s.devices.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch devices: %w", err)
 	}
-	initial := true
-	return follow(ctx, w, "devices", func(e jetstream.KeyValueEntry) error {
-		if e == nil {
-			initial = false
-			return fn(DeviceUpdate{Synced: true})
-		}
-		u := DeviceUpdate{Initial: initial}
-		if e.Operation() != jetstream.KeyValuePut {
-			u.Device.ID, u.Deleted = e.Key(), true
-		} else if json.Unmarshal(e.Value(), &u.Device) != nil {
-			return nil
-		}
-		return fn(u)
-	})
+	return follow(ctx, w, "devices", fn)
 }
 
-// WatchEvents calls started once the watch is in place, then fn with
-// every event appended to the history after that, until ctx ends. fn runs
-// on the client's delivery goroutine, one event at a time, and should
-// return quickly.
-func (s *Store) WatchEvents(ctx context.Context, started func(), fn func(fleet.Event)) error {
+// WatchEnrollments watches the enrollments bucket. A removed enrollment
+// (the end of a deletion) is not delivered.
+func (s *Store) WatchEnrollments(ctx context.Context, fn func(Change[fleet.Enrollment]) error) error {
+	w, err := s.enrollments.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("watch enrollments: %w", err)
+	}
+	return follow(ctx, w, "enrollments", fn)
+}
+
+// WatchCatalog watches the catalog: the current one (Initial, unless
+// none was ever written), then each new one.
+func (s *Store) WatchCatalog(ctx context.Context, fn func(Change[fleet.Catalog]) error) error {
+	w, err := s.catalog.Watch(ctx, catalogKey, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("watch catalog: %w", err)
+	}
+	return follow(ctx, w, "catalog", fn)
+}
+
+// WatchEvents watches the history for the events appended after the watch
+// is in place (its Loaded change).
+func (s *Store) WatchEvents(ctx context.Context, fn func(Change[fleet.Event]) error) error {
 	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("watch history: %w", err)
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	// The messages are pulled here, on the caller's goroutine, rather than
+	// pushed to a callback on the client's: fn's last call then returns
+	// before this function does.
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("watch history: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	if err := fn(Change[fleet.Event]{Loaded: true}); err != nil {
+		return err
+	}
+	for {
+		m, err := it.Next()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("watch history: %w", err)
+		}
 		var e fleet.Event
 		if json.Unmarshal(m.Data(), &e) != nil {
-			return
+			continue
 		}
 		if meta, err := m.Metadata(); err == nil {
 			e.Seq = meta.Sequence.Stream
 		}
-		fn(e)
-	})
-	if err != nil {
-		return fmt.Errorf("watch history: %w", err)
+		if err := fn(Change[fleet.Event]{Key: e.Device, Value: e}); err != nil {
+			return err
+		}
 	}
-	started()
-	<-ctx.Done()
-	cc.Stop()
-	return nil
 }
 
-// WatchCatalogChanges calls started once the watch is in place, then fn
-// with the catalog after every change from then on, until ctx ends (it
-// then returns nil). Unlike WatchCatalog, it does not call fn with the
-// catalog as it was when the watch began.
-func (s *Store) WatchCatalogChanges(ctx context.Context, started func(), fn func(fleet.Catalog)) error {
-	w, err := s.catalog.Watch(ctx, catalogKey, jetstream.UpdatesOnly())
-	if err != nil {
-		return fmt.Errorf("watch catalog: %w", err)
-	}
-	started()
-	return follow(ctx, w, "catalog", func(e jetstream.KeyValueEntry) error {
-		if e == nil || e.Operation() != jetstream.KeyValuePut {
-			return nil
-		}
-		if c, err := decodeCatalog(e.Value()); err == nil {
-			fn(c)
-		}
-		return nil
-	})
-}
-
-// follow reads w's updates and hands each to fn, with a nil entry once the
-// values stored when the watch began are all in. It returns nil when ctx
-// ends, fn's error as is, or an error naming what when the watcher closes
-// on its own; a caller that watches again gets the stored values first,
-// so it misses nothing.
-func follow(ctx context.Context, w jetstream.KeyWatcher, what string, fn func(jetstream.KeyValueEntry) error) error {
+// follow reads w's entries and hands each to fn as a Change: the initial
+// values, the Loaded mark (the nil entry the watcher sends once they are
+// all in), then the changes. It returns nil when ctx ends, fn's error as
+// is, or an error naming what when the watcher closes on its own.
+func follow[T any](ctx context.Context, w jetstream.KeyWatcher, what string, fn func(Change[T]) error) error {
 	defer w.Stop()
+	initial := true
 	for {
+		var e jetstream.KeyValueEntry
+		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("watch %s: watcher closed", what)
+		case e, ok = <-w.Updates():
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return nil
 			}
-			if err := fn(e); err != nil {
-				return err
+			return fmt.Errorf("watch %s: watcher closed", what)
+		}
+		c := Change[T]{Initial: initial}
+		switch {
+		case e == nil:
+			initial = false
+			c = Change[T]{Loaded: true}
+		case e.Operation() != jetstream.KeyValuePut:
+			c.Key, c.Deleted = e.Key(), true
+		default:
+			c.Key = e.Key()
+			if json.Unmarshal(e.Value(), &c.Value) != nil {
+				continue
 			}
 		}
+		if err := fn(c); err != nil {
+			return err
+		}
 	}
+}
+
+// load returns the values stored now, through watch: the initial values
+// of a watch that ends at its Loaded mark.
+func load[T any](ctx context.Context, watch func(context.Context, func(Change[T]) error) error) ([]T, error) {
+	var out []T
+	err := watch(ctx, func(c Change[T]) error {
+		if c.Loaded {
+			return errLoaded
+		}
+		if !c.Deleted {
+			out = append(out, c.Value)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errLoaded):
+		return out, nil
+	case err != nil:
+		return nil, err
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	}
+	return out, nil
+}
+
+var errLoaded = errors.New("loaded")
+
+// rewatchPause is how long Rewatch waits before watching again.
+const rewatchPause = time.Second
+
+// Rewatch runs watch until ctx ends, and again after a pause each time it
+// returns before then: a watch breaks when the connection is lost, and a
+// fresh one starts with the stored values, so nothing is missed. It logs
+// each break, naming what, and returns when ctx ends.
+func Rewatch(ctx context.Context, log *slog.Logger, what string, watch func(context.Context) error) {
+	_ = retry.Do(ctx, retry.Backoff{Pause: rewatchPause}, func(int) error {
+		err := watch(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("watch returned")
+		}
+		log.Warn("watch ended, watching again", "watch", what, "err", err)
+		return err
+	})
 }

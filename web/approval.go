@@ -16,19 +16,20 @@ import (
 	"github.com/thinfleet/thinfleet/web/pages"
 )
 
-// applyEnrollment takes one update of the enrollments watch: the initial
-// records, then a zero Enrollment when they are done, then each change.
-func (h *hub) applyEnrollment(en fleet.Enrollment, initial bool) error {
+// applyEnrollment takes one change of the enrollments watch: the initial
+// records, then the Loaded mark, then each change.
+func (h *hub) applyEnrollment(c store.Change[fleet.Enrollment]) error {
+	en := c.Value
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
-	case initial:
+	case c.Initial:
 		if h.enrollLoad == nil {
 			h.enrollLoad = map[string]fleet.Enrollment{}
 		}
 		h.enrollLoad[en.ID] = en
 		return nil
-	case en.ID == "":
+	case c.Loaded:
 		first := h.enrollments == nil
 		h.enrollments, h.enrollLoad, h.enrollList = h.enrollLoad, nil, nil
 		if h.enrollments == nil {

@@ -77,12 +77,25 @@ func (h *hub) ensure() {
 		go h.keep("enrollments", func(ctx context.Context) error { return h.store.WatchEnrollments(ctx, h.applyEnrollment) })
 		var catalogOnce, historyOnce sync.Once
 		go h.keep("catalog", func(ctx context.Context) error {
-			return h.store.WatchCatalogChanges(ctx, func() { h.watching(&catalogOnce, topicCatalog) },
-				func(fleet.Catalog) { h.notify(topicCatalog, "") })
+			return h.store.WatchCatalog(ctx, func(c store.Change[fleet.Catalog]) error {
+				switch {
+				case c.Loaded:
+					h.watching(&catalogOnce, topicCatalog)
+				case !c.Initial:
+					h.notify(topicCatalog, "")
+				}
+				return nil
+			})
 		})
 		go h.keep("history", func(ctx context.Context) error {
-			return h.store.WatchEvents(ctx, func() { h.watching(&historyOnce, topicHistory) },
-				func(e fleet.Event) { h.notify(topicHistory, e.Device) })
+			return h.store.WatchEvents(ctx, func(c store.Change[fleet.Event]) error {
+				if c.Loaded {
+					h.watching(&historyOnce, topicHistory)
+				} else {
+					h.notify(topicHistory, c.Value.Device)
+				}
+				return nil
+			})
 		})
 		go h.tick()
 	})
@@ -98,23 +111,14 @@ func (h *hub) Close() {
 // When the store's connection is closed for good, it stops the hub.
 func (h *hub) keep(name string, watch func(context.Context) error) {
 	defer h.wg.Done()
-	for {
-		err := watch(h.ctx)
-		if h.ctx.Err() != nil {
-			return
-		}
-		if h.store.JetStream().Conn().IsClosed() {
+	store.Rewatch(h.ctx, h.log, "live "+name, func(ctx context.Context) error {
+		err := watch(ctx)
+		if ctx.Err() == nil && h.store.JetStream().Conn().IsClosed() {
 			h.log.Info("live view stops: the connection is closed", "watch", name)
 			h.cancel()
-			return
 		}
-		h.log.Warn("live watch ended, watching again", "watch", name, "err", err)
-		select {
-		case <-h.ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
+		return err
+	})
 }
 
 func (h *hub) tick() {
@@ -138,19 +142,19 @@ func (h *hub) tick() {
 	}
 }
 
-// apply takes one update of the devices watch.
-func (h *hub) apply(u store.DeviceUpdate) error {
+// apply takes one change of the devices watch.
+func (h *hub) apply(u store.Change[fleet.Device]) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	id := u.Device.ID
+	id := u.Key
 	switch {
 	case u.Initial:
 		if h.loading == nil {
 			h.loading = map[string]fleet.Device{}
 		}
-		h.loading[id] = u.Device
+		h.loading[id] = u.Value
 		return nil
-	case u.Synced:
+	case u.Loaded:
 		first := h.devices == nil
 		h.devices, h.loading, h.list = h.loading, nil, nil
 		if h.devices == nil {
@@ -166,8 +170,8 @@ func (h *hub) apply(u store.DeviceUpdate) error {
 		delete(h.devices, id)
 	default:
 		old, had := h.devices[id]
-		h.devices[id] = u.Device
-		if had && onlySeen(old, u.Device) {
+		h.devices[id] = u.Value
+		if had && onlySeen(old, u.Value) {
 			h.list = nil
 			for s := range h.subs {
 				if s.topics&topicDevices != 0 && (s.device == "" || s.device == id) {

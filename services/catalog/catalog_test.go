@@ -349,8 +349,10 @@ func TestQuiet(t *testing.T) {
 	var puts atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go e.store.WatchCatalog(ctx, func(fleet.Catalog) error {
-		puts.Add(1)
+	go e.store.WatchCatalog(ctx, func(c store.Change[fleet.Catalog]) error {
+		if !c.Loaded {
+			puts.Add(1)
+		}
 		return nil
 	})
 	e.start(t, 20*time.Millisecond)

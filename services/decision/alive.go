@@ -3,7 +3,6 @@ package decision
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/store"
@@ -16,34 +15,26 @@ import (
 // connection, without a new connect and so without reporting its version
 // again: this is how it still catches up on what it missed.
 func (s *Service) watchAlive(ctx context.Context) error {
-	for {
+	store.Rewatch(ctx, s.log, "devices", func(ctx context.Context) error {
 		alive := map[string]bool{} // as last seen by this watch
-		err := s.store.WatchDevices(ctx, func(u store.DeviceUpdate) error {
-			if u.Synced {
+		return s.store.WatchDevices(ctx, func(u store.Change[fleet.Device]) error {
+			if u.Loaded {
 				return nil
 			}
-			id := u.Device.ID
+			id := u.Key
 			if u.Deleted {
 				delete(alive, id)
 				return nil
 			}
 			was, known := alive[id]
-			alive[id] = u.Device.Alive
-			if !u.Initial && known && !was && u.Device.Alive {
-				s.deviceBack(ctx, u.Device)
+			alive[id] = u.Value.Alive
+			if !u.Initial && known && !was && u.Value.Alive {
+				s.deviceBack(ctx, u.Value)
 			}
 			return nil
 		})
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.log.Warn("device watch ended, watching again", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+	})
+	return nil
 }
 
 // deviceBack offers the target to d, alive again, if it is below it.

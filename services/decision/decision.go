@@ -103,21 +103,15 @@ func (s *Service) Run(ctx context.Context) error {
 // lost): a fresh watch starts with the current catalog, so nothing is
 // missed.
 func (s *Service) watchCatalog(ctx context.Context) error {
-	for {
-		err := s.store.WatchCatalog(ctx, func(c fleet.Catalog) error {
-			s.catalogChanged(ctx, c)
+	store.Rewatch(ctx, s.log, "catalog", func(ctx context.Context) error {
+		return s.store.WatchCatalog(ctx, func(c store.Change[fleet.Catalog]) error {
+			if !c.Loaded {
+				s.catalogChanged(ctx, c.Value)
+			}
 			return nil
 		})
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.log.Warn("catalog watch ended, watching again", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+	})
+	return nil
 }
 
 // handleInstalled answers a version.installed report. The report may be

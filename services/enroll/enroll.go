@@ -234,8 +234,12 @@ func refuse(reason string) wire.EnrollResponse {
 // revoked: the ones already revoked when it starts (the broker keeps
 // them, so this is a repeat that costs nothing) and each new one.
 func (s *Service) watchRevocations(ctx context.Context) error {
-	for {
-		err := s.opts.Store.WatchEnrollments(ctx, func(en fleet.Enrollment, initial bool) error {
+	store.Rewatch(ctx, s.log, "enrollments", func(ctx context.Context) error {
+		return s.opts.Store.WatchEnrollments(ctx, func(c store.Change[fleet.Enrollment]) error {
+			if c.Loaded {
+				return nil
+			}
+			en := c.Value
 			s.mu.Lock()
 			if en.State == fleet.EnrollPending {
 				s.pending[en.ID] = true
@@ -254,22 +258,14 @@ func (s *Service) watchRevocations(ctx context.Context) error {
 				s.log.Error("revoke at the broker", "device", en.ID, "err", err)
 				return nil
 			}
-			if !initial {
+			if !c.Initial {
 				s.log.Info("device revoked", "device", en.ID)
 				s.event(ctx, en.ID, fleet.EventRevoked, "revoked by an operator; the broker refuses it")
 			}
 			return nil
 		})
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.log.Warn("enrollment watch ended; restarting", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+	})
+	return nil
 }
 
 // finishDelete carries out an operator's deletion: the device's key is
