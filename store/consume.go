@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/metrics"
+	"github.com/thinfleet/thinfleet/retry"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -78,23 +79,21 @@ func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string,
 	// consumer can time out: the service waits and tries again rather than
 	// giving up.
 	var cons jetstream.Consumer
-	for attempt := 1; ; attempt++ {
+	err := retry.Do(ctx, retry.Backoff{Pause: time.Second, Max: 10 * time.Second}, func(attempt int) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		c, err := s.agent.CreateOrUpdateConsumer(cctx, cfg)
-		cancel()
-		if err == nil {
-			cons = c
-			break
+		if err != nil && ctx.Err() == nil {
+			log.Warn("create consumer, will retry", "service", name, "attempt", attempt, "err", err)
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		log.Warn("create consumer, will retry", "service", name, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
-		}
+		cons = c
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: create consumer: %w", name, err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()

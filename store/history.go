@@ -3,8 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,78 +47,15 @@ func (s *Store) AppendEventOnce(ctx context.Context, e fleet.Event, dedupID stri
 	return !ack.Duplicate, nil
 }
 
-// Events returns the matching events, newest first. A read that fails
-// while a cluster elects a new stream leader is tried again, a few times
-// over about two seconds, before the error is returned.
+// Events returns the newest f.Limit matching events (every one when
+// Limit is 0), newest first. It is EventPage's first page: it reads the
+// history backwards from its newest event, so the newest few cost a few
+// reads however long the history is.
 func (s *Store) Events(ctx context.Context, f fleet.EventFilter) ([]fleet.Event, error) {
-	for attempt := 1; ; attempt++ {
-		evs, err := s.events(ctx, f)
-		if err == nil || attempt == 5 || ctx.Err() != nil || errors.Is(err, wire.ErrInvalidID) {
-			return evs, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-		}
+	n := f.Limit
+	if n <= 0 {
+		n = math.MaxInt32
 	}
-}
-
-func (s *Store) events(ctx context.Context, f fleet.EventFilter) ([]fleet.Event, error) {
-	subject := historyPrefix + "*"
-	if f.Device != "" {
-		if err := wire.ValidateID(f.Device); err != nil {
-			return nil, err
-		}
-		subject = historyPrefix + f.Device
-	}
-	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
-	}
-	pending := info.NumPending
-	var out []fleet.Event
-	for pending > 0 {
-		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read history: %w", err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			meta, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			pending = meta.NumPending
-			var e fleet.Event
-			if json.Unmarshal(m.Data(), &e) != nil || !f.Match(e) {
-				continue
-			}
-			e.Seq = meta.Sequence.Stream
-			out = append(out, e)
-			if f.Limit > 0 && len(out) > 2*f.Limit {
-				out = append(out[:0], out[len(out)-f.Limit:]...)
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read history: %w", err)
-		}
-		if got == 0 {
-			break
-		}
-	}
-	if f.Limit > 0 && len(out) > f.Limit {
-		out = out[len(out)-f.Limit:]
-	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, nil
+	evs, _, err := s.EventPage(ctx, f, 0, n)
+	return evs, err
 }

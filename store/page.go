@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/retry"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -19,11 +21,37 @@ import (
 //
 // It reads the stream backwards in growing windows of sequences, so a page
 // near the newest end costs a page, not the whole history, and a filter
-// that matches rarely still ends in a few reads.
+// that matches rarely still ends in a few reads. It is the one reader of
+// the history: Events, the API and the pages all page through it. A read
+// that fails while a cluster elects a new stream leader is tried again, a
+// few times over about two seconds, before the error is returned.
 func (s *Store) EventPage(ctx context.Context, f fleet.EventFilter, before uint64, n int) ([]fleet.Event, bool, error) {
 	if n <= 0 {
 		return nil, false, nil
 	}
+	var (
+		evs  []fleet.Event
+		more bool
+	)
+	err := retry.Do(ctx, historyRetry, func(int) error {
+		var err error
+		evs, more, err = s.eventPage(ctx, f, before, n)
+		if errors.Is(err, wire.ErrInvalidID) {
+			return retry.Final(err)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return evs, more, nil
+}
+
+// historyRetry paces the attempts of a history read: 0.2, 0.4, 0.6 and
+// 0.8 s apart.
+var historyRetry = retry.Backoff{Pause: 200 * time.Millisecond, Max: time.Second, Attempts: 5}
+
+func (s *Store) eventPage(ctx context.Context, f fleet.EventFilter, before uint64, n int) ([]fleet.Event, bool, error) {
 	subject := historyPrefix + "*"
 	if f.Device != "" {
 		if err := wire.ValidateID(f.Device); err != nil {
@@ -31,7 +59,11 @@ func (s *Store) EventPage(ctx context.Context, f fleet.EventFilter, before uint6
 		}
 		subject = historyPrefix + f.Device
 	}
-	info, err := s.history.Info(ctx)
+	var opts []jetstream.StreamInfoOpt
+	if f.Device != "" {
+		opts = append(opts, jetstream.WithSubjectFilter(subject))
+	}
+	info, err := s.history.Info(ctx, opts...)
 	if err != nil {
 		return nil, false, fmt.Errorf("read history: %w", err)
 	}
@@ -43,7 +75,19 @@ func (s *Store) EventPage(ctx context.Context, f fleet.EventFilter, before uint6
 		return nil, false, nil
 	}
 	var found []fleet.Event // newest first
-	window := uint64(4 * n)
+	window := min(4*uint64(n), 1<<16)
+	if f.Device != "" {
+		// A consumer on one device's subject is handed only that
+		// device's events, so a wide window costs what it holds: make
+		// it wide enough, going by how many of the stream's events are
+		// the device's, to hold the page at the first read.
+		count := info.State.Subjects[subject]
+		if count == 0 {
+			return nil, false, nil
+		}
+		span := info.State.LastSeq - first + 1
+		window = max(window, span/count*2*uint64(n))
+	}
 	for len(found) <= n {
 		start := first
 		if end >= first+window {

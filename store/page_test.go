@@ -16,7 +16,7 @@ import (
 
 // openStore starts a nats-server with JetStream on a random port and opens
 // a Store on it; both end with the test.
-func openStore(t *testing.T) *store.Store {
+func openStore(t testing.TB) *store.Store {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
+	"github.com/thinfleet/thinfleet/retry"
 	"github.com/thinfleet/thinfleet/store"
 )
 
@@ -229,26 +230,23 @@ const openWait = 60 * time.Second
 // made.
 func openFleet(ctx context.Context, js jetstream.JetStream, opts store.Options) (*store.Store, error) {
 	deadline := time.Now().Add(openWait)
-	for {
-		if opts.Replicas > 1 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(rand.N(2 * time.Second)):
-			}
+	var st *store.Store
+	pause := retry.Backoff{Pause: time.Second}
+	if opts.Replicas > 1 {
+		pause.Pause = 0 // the random pause before each attempt is enough
+	}
+	err := retry.Do(ctx, pause, func(int) error {
+		if opts.Replicas > 1 && !retry.Sleep(ctx, rand.N(2*time.Second)) {
+			return ctx.Err()
 		}
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		store, err := store.Open(actx, js, opts)
-		cancel()
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
-			return store, err
+		defer cancel()
+		var err error
+		st, err = store.Open(actx, js, opts)
+		if err != nil && time.Now().After(deadline) {
+			return retry.Final(err)
 		}
-		if opts.Replicas <= 1 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Second):
-			}
-		}
-	}
+		return err
+	})
+	return st, err
 }
