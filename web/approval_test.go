@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/internal/poll"
 )
 
 // enroll records an enrollment as the enroll service does.
@@ -119,10 +121,13 @@ func TestPendingPanel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "the panel empties", func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, "the panel empties", func() error {
 		doc := p.page(t, "/clients", 200)
 		html, _ := doc.Find("#pending").Html()
-		return doc.Find("#pending").Length() == 1 && strings.TrimSpace(html) == "", html
+		if doc.Find("#pending").Length() != 1 || strings.TrimSpace(html) != "" {
+			return fmt.Errorf("panel %q", html)
+		}
+		return nil
 	})
 	if n := p.page(t, "/", 200).Find("#stats a.stat.pending").Length(); n != 0 {
 		t.Errorf("the overview shows a pending stat with nobody waiting")
@@ -406,15 +411,11 @@ func TestDelete(t *testing.T) {
 			t.Errorf("%s history: %+v %v, want a deleted event first", id, evs, err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Eventually(t, 10*time.Second, "the deleted devices gone from the clients page", func() error {
 		doc := p.page(t, "/clients", 200)
-		if doc.Find(`a[href="/clients/kiosk-1"], a[href="/clients/kiosk-2"]`).Length() == 0 {
-			break
+		if n := doc.Find(`a[href="/clients/kiosk-1"], a[href="/clients/kiosk-2"]`).Length(); n > 0 {
+			return fmt.Errorf("%d still listed", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the clients page still lists a deleted device")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }

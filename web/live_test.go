@@ -3,12 +3,14 @@ package web
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/internal/poll"
 )
 
 // stream is an open live stream; lines has what it sends, one line at a
@@ -107,10 +109,12 @@ func TestLive(t *testing.T) {
 	cat.expect(t, "event: change", 2*time.Second)
 
 	// The page itself follows the store.
-	eventually(t, 5*time.Second, "the clients page shows k1 notAlive", func() (bool, string) {
+	poll.Eventually(t, 5*time.Second, "the clients page shows k1 notAlive", func() error {
 		doc := p.page(t, "/clients?alive=notalive", 200)
-		got := texts(doc.Find("table.clients tbody td:first-child"))
-		return strings.Join(got, " ") == "k1 k2", strings.Join(got, " ")
+		if got := strings.Join(texts(doc.Find("table.clients tbody td:first-child")), " "); got != "k1 k2" {
+			return fmt.Errorf("not alive: %q, want k1 k2", got)
+		}
+		return nil
 	})
 
 	// Closing the server ends every stream.

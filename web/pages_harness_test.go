@@ -153,22 +153,6 @@ func texts(sel *goquery.Selection) []string {
 	return out
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var seen string
-	for time.Now().Before(deadline) {
-		ok, s := cond()
-		if ok {
-			return
-		}
-		seen = s
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s; last seen: %s", what, timeout, seen)
-}
-
 // rows is each table row of sel as its cells' texts joined by "|".
 func rows(sel *goquery.Selection) []string {
 	var out []string

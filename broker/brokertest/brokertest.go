@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
+	"github.com/thinfleet/thinfleet/internal/poll"
 	"github.com/thinfleet/thinfleet/services/enroll"
 	"github.com/thinfleet/thinfleet/services/intake"
 	"github.com/thinfleet/thinfleet/store"
@@ -123,16 +124,10 @@ func Start(t testing.TB, opts Options) *Server {
 	// The enrollment service answers once it has subscribed: wait for an
 	// answer (a refusal of an empty request) before handing the broker
 	// to the test.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := s.Conn.Request(wire.EnrollSubject("brokertest-probe"), nil, time.Second); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the enrollment service did not answer within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Eventually(t, 10*time.Second, "the enrollment service answers", func() error {
+		_, err := s.Conn.Request(wire.EnrollSubject("brokertest-probe"), nil, time.Second)
+		return err
+	})
 	return s
 }
 

@@ -13,24 +13,10 @@ import (
 
 	"github.com/thinfleet/thinfleet/broker/brokertest"
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/internal/poll"
 	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
-
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // TestNewDevicesRateLimited enrolls new ids as fast as a client can ask,
 // as whoever holds the enrollment token could: past the burst, new ids
@@ -82,7 +68,7 @@ func TestPendingBounded(t *testing.T) {
 			t.Fatalf("wait-%d: %+v", i, r)
 		}
 	}
-	eventually(t, "the fourth refused", func() error {
+	poll.Eventually(t, 15*time.Second, "the fourth refused", func() error {
 		r := ask(t, s, "wait-3", newUser(t), nil)
 		if r.Status != wire.EnrollRefused || !strings.Contains(r.Reason, "waiting for approval") {
 			return fmt.Errorf("%+v", r)
@@ -93,7 +79,7 @@ func TestPendingBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := newUser(t)
-	eventually(t, "room again after a deletion", func() error {
+	poll.Eventually(t, 15*time.Second, "room again after a deletion", func() error {
 		r, err := tryAsk(s, "wait-3", again, nil)
 		if err == nil && r.Status != wire.EnrollPending {
 			err = fmt.Errorf("%+v", r)
@@ -125,7 +111,7 @@ func TestDeleteFreesTheID(t *testing.T) {
 	if err := s.Store.DeleteDevice(ctx, "never-was", "an operator"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("deleting an unknown device: %v, want ErrNotFound", err)
 	}
-	eventually(t, "the enrollment removed", func() error {
+	poll.Eventually(t, 15*time.Second, "the enrollment removed", func() error {
 		if _, _, err := s.Store.Enrollment(ctx, "kiosk-9"); !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("enrollment still there: %v", err)
 		}
@@ -142,7 +128,7 @@ func TestDeleteFreesTheID(t *testing.T) {
 		t.Errorf("history after the deletion: %+v %v", evs, err)
 	}
 	fresh := newUser(t)
-	eventually(t, "a new key after the deletion", func() error {
+	poll.Eventually(t, 15*time.Second, "a new key after the deletion", func() error {
 		r, err := tryAsk(s, "kiosk-9", fresh, nil)
 		if err == nil && (r.Status != wire.EnrollApproved || !connects(s, r, fresh)) {
 			err = fmt.Errorf("%+v", r)
@@ -172,22 +158,18 @@ func TestHeldEnrollConnectionsClosed(t *testing.T) {
 		defer nc.Close()
 		held = append(held, nc)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Eventually(t, 30*time.Second, "the held enrollment connections closed", func() error {
 		open := 0
 		for _, nc := range held {
 			if !nc.IsClosed() {
 				open++
 			}
 		}
-		if open == 0 {
-			break
+		if open > 0 {
+			return fmt.Errorf("%d of %d still open", open, len(held))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d held enrollment connections still open after 30 s", open, len(held))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	if r := ask(t, s, "real-agent", newUser(t), nil); r.Status != wire.EnrollApproved {
 		t.Errorf("a real agent after the held connections: %+v", r)
 	}

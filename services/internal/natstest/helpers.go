@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/internal/poll"
 	"github.com/thinfleet/thinfleet/store"
 )
 
@@ -48,21 +49,12 @@ func Run(t testing.TB, run func(context.Context) error) (stop func()) {
 	return stop
 }
 
-// Eventually polls cond every 20 ms until it returns nil, and fails the
-// test with cond's last error if that takes longer than timeout.
+// Eventually is poll.Eventually, for the services' tests: it asks cond
+// every 20 ms until it returns nil, and fails the test with cond's last
+// error if that takes longer than timeout.
 func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Eventually(t, timeout, "", cond)
 }
 
 // Context returns a context that ends with the test.
