@@ -31,21 +31,7 @@ func (s *Store) openEnrollments(ctx context.Context, replicas int) error {
 // Enrollment returns device id's enrollment and its revision, or
 // ErrNotFound.
 func (s *Store) Enrollment(ctx context.Context, id string) (fleet.Enrollment, uint64, error) {
-	if wire.ValidateID(id) != nil {
-		return fleet.Enrollment{}, 0, ErrNotFound
-	}
-	e, err := s.enrollments.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fleet.Enrollment{}, 0, ErrNotFound
-	}
-	if err != nil {
-		return fleet.Enrollment{}, 0, fmt.Errorf("get enrollment %s: %w", id, err)
-	}
-	var en fleet.Enrollment
-	if err := json.Unmarshal(e.Value(), &en); err != nil {
-		return fleet.Enrollment{}, 0, fmt.Errorf("decode enrollment %s: %w", id, err)
-	}
-	return en, e.Revision(), nil
+	return get[fleet.Enrollment](ctx, s.enrollments, "enrollment", id)
 }
 
 // PutEnrollment writes en if the stored revision is still rev (0: none

@@ -128,21 +128,28 @@ func (s *Store) Device(ctx context.Context, id string) (fleet.Device, error) {
 }
 
 func (s *Store) getDevice(ctx context.Context, id string) (fleet.Device, uint64, error) {
+	return get[fleet.Device](ctx, s.devices, "device", id)
+}
+
+// get returns the value under device id in kv, decoded, and its
+// revision; ErrNotFound if there is none or id is no device id.
+func get[T any](ctx context.Context, kv jetstream.KeyValue, what, id string) (T, uint64, error) {
+	var v T
 	if wire.ValidateID(id) != nil {
-		return fleet.Device{}, 0, ErrNotFound
+		return v, 0, ErrNotFound
 	}
-	e, err := s.devices.Get(ctx, id)
+	e, err := kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fleet.Device{}, 0, ErrNotFound
+		return v, 0, ErrNotFound
 	}
 	if err != nil {
-		return fleet.Device{}, 0, fmt.Errorf("get device %s: %w", id, err)
+		return v, 0, fmt.Errorf("get %s %s: %w", what, id, err)
 	}
-	var d fleet.Device
-	if err := json.Unmarshal(e.Value(), &d); err != nil {
-		return fleet.Device{}, 0, fmt.Errorf("decode device %s: %w", id, err)
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		var zero T
+		return zero, 0, fmt.Errorf("decode %s %s: %w", what, id, err)
 	}
-	return d, e.Revision(), nil
+	return v, e.Revision(), nil
 }
 
 // Devices returns every device, in no particular order.
