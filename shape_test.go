@@ -21,7 +21,8 @@ import (
 //   - the wire contract, which both sides import, imports nothing of ours;
 //   - the server's domain types (package fleet) import only the standard
 //     library and wire: no broker, client or metrics library, so that any
-//     part can use them without linking the store.
+//     part can use them without linking the store; package retry imports
+//     only the standard library, so that the agent may share it.
 //
 // Only the packages a binary links count; tests may import what they need.
 
@@ -121,16 +122,23 @@ func TestWireImportsNothingOfOurs(t *testing.T) {
 	}
 }
 
-func TestFleetImportsOnlyStdAndWire(t *testing.T) {
-	for _, p := range deps(t, "linux", "amd64", "./fleet") {
-		if !within(p.ImportPath, module+"/fleet") {
-			continue // wire's own imports are wire's shape
-		}
-		for _, imp := range p.Imports {
-			if std(imp) || within(imp, module+"/wire") {
-				continue
+func TestDomainAndRetryImportOnlyStd(t *testing.T) {
+	for _, tt := range []struct {
+		pkg     string
+		allowed []string // besides the standard library
+	}{
+		{"fleet", []string{module + "/wire"}},
+		{"retry", nil}, // the agent may use it
+	} {
+		for _, p := range deps(t, "linux", "amd64", "./"+tt.pkg) {
+			if !within(p.ImportPath, module+"/"+tt.pkg) {
+				continue // wire's own imports are wire's shape
 			}
-			t.Errorf("%s imports %s; want fleet to import only the standard library and %s/wire", p.ImportPath, imp, module)
+			for _, imp := range p.Imports {
+				if !std(imp) && !slices.ContainsFunc(tt.allowed, func(a string) bool { return within(imp, a) }) {
+					t.Errorf("%s imports %s; want %s to import only the standard library and %v", p.ImportPath, imp, tt.pkg, tt.allowed)
+				}
+			}
 		}
 	}
 }
