@@ -105,6 +105,12 @@ type Agent struct {
 	// the last connect; renewing is set while new ones are asked for.
 	authFailures atomic.Int32
 	renewing     atomic.Bool
+	// renewals tracks the renewal goroutine (authRefused), started from
+	// NATS callbacks; once renewalsDone is set, under renewalsMu, none
+	// starts, so that Run can wait for the last one.
+	renewals     sync.WaitGroup
+	renewalsMu   sync.Mutex
+	renewalsDone bool
 	tokenWarned  atomic.Int64  // unix nanoseconds of the last warning of a refused enrollment token
 	revoked      atomic.Bool   // the server answered that this device is revoked, and has not taken it since
 	wake         chan struct{} // tells the installer an offer is pending
@@ -199,6 +205,11 @@ func (a *Agent) ID() string { return a.id }
 // interrupted at the next start, a download resumes at the next offer.
 // Run may be called once.
 func (a *Agent) Run(ctx context.Context) error {
+	// A renewal of the credentials runs beside the connection, on ctx:
+	// at return, ctx is canceled and the renewal waited for.
+	ctx, cancel := context.WithCancel(ctx)
+	defer a.waitRenewals()
+	defer cancel()
 	if err := a.recoverState(); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -191,7 +192,7 @@ func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, err
 	seed, _ := user.Seed()
 	opts := []nats.Option{
 		nats.Name(a.id), nats.UserJWTAndSeed(enrollJWT, string(seed)), nats.NoReconnect(),
-		nats.Timeout(10 * time.Second),
+		nats.Timeout(10 * time.Second), nats.SetCustomDialer(ctxDialer{ctx, 10 * time.Second}),
 	}
 	if a.opts.CA != "" {
 		opts = append(opts, nats.RootCAs(a.opts.CA))
@@ -270,7 +271,7 @@ func (a *Agent) authRefused(ctx context.Context, credsPath string) func(error) {
 		if n < renewAfter && !errors.Is(err, nats.ErrAuthRevoked) || a.opts.EnrollToken == "" || !a.renewing.CompareAndSwap(false, true) {
 			return
 		}
-		go func() {
+		if !a.goRenewal(func() {
 			defer a.renewing.Store(false)
 			user, err := a.userKey(nil)
 			if err != nil {
@@ -303,6 +304,62 @@ func (a *Agent) authRefused(ctx context.Context, credsPath string) func(error) {
 			}
 			a.authFailures.Store(0)
 			a.log.Info("credentials renewed", "credentials", credsPath)
-		}()
+		}) {
+			a.renewing.Store(false)
+		}
 	}
+}
+
+// goRenewal runs renew in a goroutine that Run waits for, unless Run is
+// ending (false then). It is called from NATS callbacks, which may run
+// after the connection was closed.
+func (a *Agent) goRenewal(renew func()) bool {
+	a.renewalsMu.Lock()
+	defer a.renewalsMu.Unlock()
+	if a.renewalsDone {
+		return false
+	}
+	a.renewals.Add(1)
+	go func() {
+		defer a.renewals.Done()
+		renew()
+	}()
+	return true
+}
+
+// waitRenewals lets no renewal start any more and waits for the one that
+// runs, if any.
+func (a *Agent) waitRenewals() {
+	a.renewalsMu.Lock()
+	a.renewalsDone = true
+	a.renewalsMu.Unlock()
+	a.renewals.Wait()
+}
+
+// ctxDialer dials the broker for as long as ctx lasts: a connection it
+// made is closed when ctx ends, so that a connect or request that waits
+// on a silent server (nats.Connect takes no context) ends with ctx.
+type ctxDialer struct {
+	ctx     context.Context
+	timeout time.Duration // of the dial alone, as nats.Timeout's
+}
+
+func (d ctxDialer) Dial(network, address string) (net.Conn, error) {
+	nd := net.Dialer{Timeout: d.timeout}
+	c, err := nd.DialContext(d.ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &ctxConn{Conn: c, stop: context.AfterFunc(d.ctx, func() { c.Close() })}, nil
+}
+
+// ctxConn is a connection that ctxDialer closes when its context ends.
+type ctxConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *ctxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
