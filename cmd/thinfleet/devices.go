@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -41,25 +40,41 @@ func splitArgs(fs *flag.FlagSet, args []string) (flags, words []string) {
 	return args, nil
 }
 
+// devicesOptions are "thinfleet devices"'s.
+type devicesOptions struct {
+	// api is the server's HTTP address.
+	api  *string
+	data *string
+}
+
+func devicesFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	o := devicesOptions{
+		api:  fs.String("api", "http://127.0.0.1:8080", "the thinfleet server's HTTP `URL`, or host:port"),
+		data: dataFlag(fs),
+	}
+	return func(ctx context.Context, e env) error { return runDevices(ctx, o, e) }
+}
+
 // runDevices lists enrollments, or approves or revokes one device, through
 // the server's API.
-func runDevices(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
-	token := getenv("THINFLEET_ADMIN_TOKEN")
+func runDevices(ctx context.Context, o devicesOptions, e env) error {
+	token := e.getenv("THINFLEET_ADMIN_TOKEN")
 	if token == "" {
-		data, err := os.ReadFile(filepath.Join(o.data, "admin.token"))
+		data, err := os.ReadFile(filepath.Join(*o.data, "admin.token"))
 		if err != nil {
 			return errors.New("set THINFLEET_ADMIN_TOKEN (or run where --data holds admin.token)")
 		}
 		token = strings.TrimSpace(string(data))
 	}
-	base := apiBase(o.api)
+	base := apiBase(*o.api)
 	api := base + "/api/v1"
+	args, stdout := e.args, e.stdout
 	verb := "list"
-	if len(o.args) > 0 {
-		verb = o.args[0]
+	if len(args) > 0 {
+		verb = args[0]
 	}
 	switch {
-	case verb == "list" && len(o.args) <= 1:
+	case verb == "list" && len(args) <= 1:
 		var ens []struct {
 			ID, State, Hostname, PublicKey string
 			Requested                      time.Time
@@ -73,16 +88,16 @@ func runDevices(ctx context.Context, o *options, log *slog.Logger, getenv func(s
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.ID, e.State, e.Hostname, e.Requested.Local().Format(time.DateTime))
 		}
 		return w.Flush()
-	case (verb == "approve" || verb == "revoke") && len(o.args) == 2:
+	case (verb == "approve" || verb == "revoke") && len(args) == 2:
 		var en struct{ ID, State string }
-		if err := call(ctx, base, "POST", api+"/devices/"+url.PathEscape(o.args[1])+"/"+verb, token, &en); err != nil {
+		if err := call(ctx, base, "POST", api+"/devices/"+url.PathEscape(args[1])+"/"+verb, token, &en); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", en.ID, en.State)
 		return nil
-	case verb == "delete" && len(o.args) == 2:
+	case verb == "delete" && len(args) == 2:
 		var res struct{ ID string }
-		if err := call(ctx, base, "DELETE", api+"/devices/"+url.PathEscape(o.args[1]), token, &res); err != nil {
+		if err := call(ctx, base, "DELETE", api+"/devices/"+url.PathEscape(args[1]), token, &res); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: deleted\n", res.ID)

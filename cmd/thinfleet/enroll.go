@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 
@@ -12,10 +12,21 @@ import (
 	"github.com/thinfleet/thinfleet/wire"
 )
 
+// enrollConfig is what the enrollment service needs besides its
+// connections.
+type enrollConfig struct {
+	serviceToken string
+	// enrollToken, when known, lets the enrollment service watch the
+	// enrollment account's connections.
+	enrollToken string
+	// approve keeps new agents pending until an operator approves.
+	approve bool
+}
+
 // startEnroll builds the enrollment service. It signs agent credentials
 // and revocations with keys the service token derives, so it runs beside
 // the embedded broker or alone against any broker of that trust.
-func startEnroll(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+func startEnroll(ctx context.Context, d dialer, o enrollConfig, log *slog.Logger) (func(context.Context) error, error) {
 	nc, store, err := openStore(ctx, d, "enroll")
 	if err != nil {
 		return nil, err
@@ -44,7 +55,7 @@ func startEnroll(ctx context.Context, d dialer, o *options, log *slog.Logger) (f
 		log.Warn("no THINFLEET_ENROLL_TOKEN: enrollment connections held open are not closed")
 	}
 	s, err := enroll.New(enroll.Options{
-		Log: log, Store: store, Conn: nc, Revoker: revoker, Approve: o.approveDevices,
+		Log: log, Store: store, Conn: nc, Revoker: revoker, Approve: o.approve,
 		SysConn: sys, EnrollAccount: enrollAccount,
 		Issue: func(id, userKey string) (string, error) { return broker.AgentJWT(signer, account, id, userKey) },
 	})
@@ -54,39 +65,56 @@ func startEnroll(ctx context.Context, d dialer, o *options, log *slog.Logger) (f
 	return s.Run, nil
 }
 
+// enrollOptions are "thinfleet enroll"'s.
+type enrollOptions struct {
+	client  *clientFlags
+	approve *bool
+	ops     *string
+}
+
+func enrollFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	o := enrollOptions{client: clientFlagsOn(fs), approve: approveFlag(fs), ops: opsFlag(fs)}
+	return func(ctx context.Context, e env) error { return runEnroll(ctx, o, e) }
+}
+
 // runEnroll runs the enrollment service alone against --nats-url.
-func runEnroll(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
-	d, err := networkDialer(o)
+func runEnroll(ctx context.Context, o enrollOptions, e env) error {
+	d, err := networkDialer(o.client)
 	if err != nil {
 		return err
 	}
-	log = log.With("service", "enroll")
-	o.enrollToken = getenv("THINFLEET_ENROLL_TOKEN")
-	run, err := startEnroll(ctx, d, o, log)
+	log := e.log.With("service", "enroll")
+	c := enrollConfig{serviceToken: o.client.serviceToken, enrollToken: e.getenv("THINFLEET_ENROLL_TOKEN"), approve: *o.approve}
+	run, err := startEnroll(ctx, d, c, log)
 	if err != nil {
 		return err
 	}
-	log.Info("service running", "nats", o.natsURL, "approve_devices", o.approveDevices)
-	return run(ctx)
+	log.Info("service running", "nats", o.client.url, "approve_devices", c.approve)
+	return runWithOps(ctx, d, *o.ops, "enroll", log, run)
+}
+
+func natsConfigFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	data := dataFlag(fs)
+	return func(ctx context.Context, e env) error { return runNATSConfig(*data, e) }
 }
 
 // runNATSConfig prints the configuration that lets a stock nats-server
 // serve thinfleet: its operator and accounts, from the tokens in the data
 // folder or the environment. It makes no token: new ones would print a
 // trust that no server shares.
-func runNATSConfig(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
-	service, err := keptSecret(o.data, getenv, "THINFLEET_SERVICE_TOKEN", "service.token")
+func runNATSConfig(data string, e env) error {
+	service, err := keptSecret(data, e.getenv, "THINFLEET_SERVICE_TOKEN", "service.token")
 	if err != nil {
 		return err
 	}
-	enrollToken, err := keptSecret(o.data, getenv, "THINFLEET_ENROLL_TOKEN", "enroll.token")
+	enrollToken, err := keptSecret(data, e.getenv, "THINFLEET_ENROLL_TOKEN", "enroll.token")
 	if err != nil {
 		return err
 	}
-	conf, err := broker.TrustConfig(service, enrollToken, filepath.Join(o.data, "nats", "accounts"), nil)
+	conf, err := broker.TrustConfig(service, enrollToken, filepath.Join(data, "nats", "accounts"), nil)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# thinfleet's operator and accounts for nats-server -c (add jetstream and listen settings).\n# Derived from the service and enrollment tokens: keep this file as secret as they are.\n%s", conf)
+	fmt.Fprintf(e.stdout, "# thinfleet's operator and accounts for nats-server -c (add jetstream and listen settings).\n# Derived from the service and enrollment tokens: keep this file as secret as they are.\n%s", conf)
 	return nil
 }

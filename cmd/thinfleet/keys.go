@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -26,14 +25,6 @@ const (
 	privateKeyFile = "publisher.key"
 	publicKeyFile  = "publisher.pub"
 )
-
-// keyFlags are the flags of keys and signatures.
-type keyFlags struct {
-	publisher publisherKey // --publisher-key: the public key releases must verify against
-	download  string       // --download-key: the secret of download links (decision and web alone)
-	out       string       // keygen --out
-	signWith  string       // sign --key
-}
 
 // publisherKey is a flag naming a public key file; setting it loads the
 // key, so a bad file fails at the command line with the reason.
@@ -53,23 +44,26 @@ func (p *publisherKey) Set(path string) error {
 	return nil
 }
 
-func (o *options) registerKeys(fs *flag.FlagSet, groups flagGroup) {
-	if groups&flagPublisherKey != 0 {
-		fs.Var(&o.keys.publisher, "publisher-key", "public key `file` (thinfleet keygen's "+publicKeyFile+"): refuse every update zip without a signature that verifies against it")
-	}
-	if groups&flagDownloadKey != 0 {
-		fs.StringVar(&o.keys.download, "download-key", "", "secret that signs the download links in offers, the same for decision and web (better set as THINFLEET_DOWNLOAD_KEY; the server keeps it as download.key)")
-	}
-	if groups&flagKeygen != 0 {
-		fs.StringVar(&o.keys.out, "out", ".", "`folder` to write "+privateKeyFile+" and "+publicKeyFile+" in")
-	}
-	if groups&flagSign != 0 {
-		fs.StringVar(&o.keys.signWith, "key", privateKeyFile, "the publisher's private key `file`")
-	}
+// publisherKeyFlag is the public key releases must verify against.
+func publisherKeyFlag(fs *flag.FlagSet) *publisherKey {
+	var k publisherKey
+	fs.Var(&k, "publisher-key", "public key `file` (thinfleet keygen's "+publicKeyFile+"): refuse every update zip without a signature that verifies against it")
+	return &k
+}
+
+// downloadKeyFlag is the secret of download links, for decision and web
+// alone (the server keeps its own).
+func downloadKeyFlag(fs *flag.FlagSet) *string {
+	return fs.String("download-key", "", "secret that signs the download links in offers, the same for decision and web (better set as THINFLEET_DOWNLOAD_KEY; the server keeps it as download.key)")
+}
+
+func keygenFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	out := fs.String("out", ".", "`folder` to write "+privateKeyFile+" and "+publicKeyFile+" in")
+	return func(ctx context.Context, e env) error { return runKeygen(*out, e.stdout) }
 }
 
 // runKeygen writes a new publisher key pair, never over an existing one.
-func runKeygen(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+func runKeygen(out string, stdout io.Writer) error {
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		return err
@@ -82,10 +76,10 @@ func runKeygen(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(o.keys.out, 0o755); err != nil {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
-	privPath, pubPath := filepath.Join(o.keys.out, privateKeyFile), filepath.Join(o.keys.out, publicKeyFile)
+	privPath, pubPath := filepath.Join(out, privateKeyFile), filepath.Join(out, publicKeyFile)
 	for _, p := range []string{privPath, pubPath} {
 		if _, err := os.Lstat(p); err == nil {
 			return fmt.Errorf("keygen: %s exists; not overwriting a key (move it away first)", p)
@@ -130,18 +124,23 @@ func writeNew(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
+func signFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	key := fs.String("key", privateKeyFile, "the publisher's private key `file`")
+	return func(ctx context.Context, e env) error { return runSign(*key, e.args, e.stdout) }
+}
+
 // runSign writes ZIP.sig beside each zip. It checks each zip as the
 // catalog will first: signing a package that would be refused anyway
 // helps nobody.
-func runSign(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
-	if len(o.args) == 0 {
+func runSign(keyFile string, zips []string, stdout io.Writer) error {
+	if len(zips) == 0 {
 		return errors.New("sign: name the update zip(s) to sign")
 	}
-	key, err := bundle.LoadPrivateKey(o.keys.signWith)
+	key, err := bundle.LoadPrivateKey(keyFile)
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
-	for _, zipPath := range o.args {
+	for _, zipPath := range zips {
 		if _, err := bundle.Inspect(zipPath, bundle.DefaultLimits); err != nil {
 			return fmt.Errorf("sign: %s: %w", zipPath, err)
 		}

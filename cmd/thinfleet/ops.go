@@ -26,44 +26,34 @@ import (
 // clusterFlags are "thinfleet broker"'s cluster flags.
 type clusterFlags struct {
 	listen, name, routes string
+	replicas             int
+}
+
+func clusterFlagsOn(fs *flag.FlagSet) *clusterFlags {
+	var f clusterFlags
+	fs.StringVar(&f.listen, "cluster", "", "join a NATS cluster: the `address` other nodes connect to, e.g. :6222 (needs --server-name)")
+	fs.StringVar(&f.name, "cluster-name", "thinfleet", "the cluster's name, the same on every node")
+	fs.StringVar(&f.routes, "routes", "", "the cluster's nodes as host:port, comma separated (this node may be listed too)")
+	fs.IntVar(&f.replicas, "replicas", 1, "replicas of the buckets and streams the broker opens: 3 on a three-node cluster, as every service's")
+	return &f
 }
 
 // broker returns the broker's cluster options; nil without --cluster.
-func (c clusterFlags) broker() *broker.Cluster {
+func (c *clusterFlags) broker() *broker.Cluster {
 	if c.listen == "" {
 		return nil
 	}
 	return &broker.Cluster{Name: c.name, Listen: c.listen, Routes: broker.SplitRoutes(c.routes)}
 }
 
-func (o *options) registerOps(fs *flag.FlagSet, groups flagGroup) {
-	if groups&flagOps != 0 {
-		fs.StringVar(&o.ops, "metrics", "", "serve /metrics, /healthz and /readyz on this `address`, e.g. :9090 (off when empty)")
-	}
-	if groups&flagCluster != 0 {
-		fs.StringVar(&o.cluster.listen, "cluster", "", "join a NATS cluster: the `address` other nodes connect to, e.g. :6222 (needs --server-name)")
-		fs.StringVar(&o.cluster.name, "cluster-name", "thinfleet", "the cluster's name, the same on every node")
-		fs.StringVar(&o.cluster.routes, "routes", "", "the cluster's nodes as host:port, comma separated (this node may be listed too)")
-		fs.IntVar(&o.replicas, "replicas", 1, "replicas of the buckets and streams the broker opens: 3 on a three-node cluster, as every service's")
-	}
-	if groups&flagTokens != 0 {
-		fs.StringVar(&o.url, "dashboard", "", "the dashboard's `URL`, to print with the tokens (default: from --http-port)")
-		fs.StringVar(&o.httpPort, "http-port", "", "the dashboard's published `port`, PORT or HOST:PORT (docker compose's THINFLEET_HTTP_PORT)")
-		fs.StringVar(&o.natsPort, "nats-port", "4222", "the broker's published `port`, PORT or HOST:PORT (docker compose's THINFLEET_NATS_PORT)")
-	}
-	if groups&flagCheck != 0 {
-		fs.StringVar(&o.url, "url", "http://127.0.0.1:8080/healthz", "the `URL` to ask")
-	}
-}
-
 // serveOps serves /metrics, /healthz and /readyz on --metrics, when set,
 // until ctx ends. ready says whether the process can do its work.
-func serveOps(ctx context.Context, o *options, log *slog.Logger, ready func(context.Context) error) error {
-	if o.ops == "" {
+func serveOps(ctx context.Context, addr string, log *slog.Logger, ready func(context.Context) error) error {
+	if addr == "" {
 		<-ctx.Done()
 		return nil
 	}
-	ln, err := net.Listen("tcp", o.ops)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen for metrics: %w", err)
 	}
@@ -121,12 +111,17 @@ func brokerReady(b *broker.Broker) (func(context.Context) error, func(), error) 
 	}, nc.Close, nil
 }
 
-// runHealthcheck asks --url and fails unless it answers 200. Containers
+func healthcheckFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	url := fs.String("url", "http://127.0.0.1:8080/healthz", "the `URL` to ask")
+	return func(ctx context.Context, e env) error { return runHealthcheck(ctx, *url, e.stdout) }
+}
+
+// runHealthcheck asks url and fails unless it answers 200. Containers
 // built FROM scratch have no curl: their health check runs this.
-func runHealthcheck(ctx context.Context, o *options, _ *slog.Logger, _ func(string) string, stdout io.Writer) error {
+func runHealthcheck(ctx context.Context, url string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -137,18 +132,36 @@ func runHealthcheck(ctx context.Context, o *options, _ *slog.Logger, _ func(stri
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", o.url, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	fmt.Fprintf(stdout, "%s", body)
 	return nil
+}
+
+// tokensOptions are "thinfleet tokens"'s.
+type tokensOptions struct {
+	data      *string
+	dashboard string
+	// The published ports the addresses are printed with (PORT or
+	// HOST:PORT, as docker compose's ports take them).
+	httpPort, natsPort string
+}
+
+func tokensFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	o := tokensOptions{data: dataFlag(fs)}
+	fs.StringVar(&o.dashboard, "dashboard", "", "the dashboard's `URL`, to print with the tokens (default: from --http-port)")
+	fs.StringVar(&o.httpPort, "http-port", "", "the dashboard's published `port`, PORT or HOST:PORT (docker compose's THINFLEET_HTTP_PORT)")
+	fs.StringVar(&o.natsPort, "nats-port", "4222", "the broker's published `port`, PORT or HOST:PORT (docker compose's THINFLEET_NATS_PORT)")
+	return func(ctx context.Context, e env) error { return runTokens(o, e.stdout) }
 }
 
 // runTokens makes the server's tokens in --data unless they are there, and
 // prints them. It reads no environment: under docker compose it fills the
 // shared tokens volume once, and every container reads its token from
 // there (THINFLEET_<NAME>_TOKEN_FILE).
-func runTokens(ctx context.Context, o *options, _ *slog.Logger, _ func(string) string, stdout io.Writer) error {
-	sec, err := loadSecrets(o.data, func(string) string { return "" })
+func runTokens(o tokensOptions, stdout io.Writer) error {
+	data := *o.data
+	sec, err := loadSecrets(data, func(string) string { return "" })
 	if err != nil {
 		return err
 	}
@@ -156,13 +169,13 @@ func runTokens(ctx context.Context, o *options, _ *slog.Logger, _ func(string) s
 	if len(sec.generated) > 0 {
 		state = "generated " + strings.Join(sec.generated, ", ") + ","
 	}
-	fmt.Fprintf(stdout, "thinfleet tokens (%s in %s)\n", state, o.data)
+	fmt.Fprintf(stdout, "thinfleet tokens (%s in %s)\n", state, data)
 	fmt.Fprintf(stdout, "  admin token : %s  (dashboard and API: Authorization: Bearer <token>)\n", sec.admin)
 	natsHost, natsPort := published(o.natsPort)
 	fmt.Fprintf(stdout, "  enroll token: %s  (agents: thinfleet-agent --server nats://%s --enroll-token <token>)\n",
 		sec.enroll, net.JoinHostPort(cmp.Or(natsHost, "HOST"), natsPort))
-	fmt.Fprintf(stdout, "  service token in %s\n", filepath.Join(o.data, "service.token"))
-	dashboard := o.url
+	fmt.Fprintf(stdout, "  service token in %s\n", filepath.Join(data, "service.token"))
+	dashboard := o.dashboard
 	if httpHost, httpPort := published(o.httpPort); dashboard == "" && httpPort != "" {
 		dashboard = "http://" + net.JoinHostPort(cmp.Or(httpHost, "localhost"), httpPort)
 	}
@@ -188,8 +201,8 @@ func published(p string) (host, port string) {
 }
 
 // runWithOps runs a service with its --metrics listener beside it.
-func runWithOps(ctx context.Context, d dialer, o *options, name string, log *slog.Logger, start func(context.Context) error) error {
-	if o.ops == "" {
+func runWithOps(ctx context.Context, d dialer, addr, name string, log *slog.Logger, start func(context.Context) error) error {
+	if addr == "" {
 		return start(ctx)
 	}
 	ready, err := storeReady(ctx, d, name)
@@ -198,14 +211,14 @@ func runWithOps(ctx context.Context, d dialer, o *options, name string, log *slo
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return start(gctx) })
-	g.Go(func() error { return serveOps(gctx, o, log, ready) })
+	g.Go(func() error { return serveOps(gctx, addr, log, ready) })
 	return g.Wait()
 }
 
 // serveBrokerOps serves the broker's --metrics listener, when set, until
 // ctx ends.
-func serveBrokerOps(ctx context.Context, o *options, b *broker.Broker, log *slog.Logger) error {
-	if o.ops == "" {
+func serveBrokerOps(ctx context.Context, addr string, b *broker.Broker, log *slog.Logger) error {
+	if addr == "" {
 		<-ctx.Done()
 		return nil
 	}
@@ -214,7 +227,7 @@ func serveBrokerOps(ctx context.Context, o *options, b *broker.Broker, log *slog
 		return err
 	}
 	defer closeReady()
-	return serveOps(ctx, o, log, ready)
+	return serveOps(ctx, addr, log, ready)
 }
 
 // openWait bounds how long a service waits at start for JetStream to

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,7 +38,7 @@ type dialer struct {
 	account string
 }
 
-func networkDialer(o *options) (dialer, error) {
+func networkDialer(o *clientFlags) (dialer, error) {
 	if o.serviceToken == "" {
 		return dialer{}, errors.New("the service token is required: set THINFLEET_SERVICE_TOKEN (the broker keeps it in its data folder as service.token); every credential is derived from it")
 	}
@@ -55,9 +57,9 @@ func networkDialer(o *options) (dialer, error) {
 			if o.ca != "" {
 				opts = append(opts, nats.RootCAs(o.ca))
 			}
-			nc, err := nats.Connect(o.natsURL, opts...)
+			nc, err := nats.Connect(o.url, opts...)
 			if err != nil {
-				return nil, fmt.Errorf("connect to %s: %w", o.natsURL, err)
+				return nil, fmt.Errorf("connect to %s: %w", o.url, err)
 			}
 			return nc, nil
 		}
@@ -86,36 +88,46 @@ func openStore(ctx context.Context, d dialer, name string) (*nats.Conn, *store.S
 	return nc, store, nil
 }
 
+// partConfig is what the services need besides their connections,
+// derived from a command's options.
+type partConfig struct {
+	updates      string        // the drop folder (catalog, web)
+	rescan       time.Duration // of the drop folder (catalog)
+	publisherKey ed25519.PublicKey
+	publicURL    string // the base of download links (decision, web)
+	downloadKey  string // signs download links (decision, web)
+}
+
 // part builds one service and returns its Run.
-type part func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error)
+type part func(ctx context.Context, d dialer, c partConfig, log *slog.Logger) (func(context.Context) error, error)
 
 var parts = map[string]part{
-	"catalog": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+	"catalog": func(ctx context.Context, d dialer, c partConfig, log *slog.Logger) (func(context.Context) error, error) {
 		_, store, err := openStore(ctx, d, "catalog")
 		if err != nil {
 			return nil, err
 		}
-		s, err := catalog.New(catalog.Options{Log: log, Store: store, Dir: o.updates, Rescan: o.rescan, Limits: bundle.DefaultLimits, PublisherKey: o.keys.publisher.key})
+		s, err := catalog.New(catalog.Options{Log: log, Store: store, Dir: c.updates, Rescan: c.rescan, Limits: bundle.DefaultLimits, PublisherKey: c.publisherKey})
 		if err != nil {
 			return nil, err
 		}
 		return s.Run, nil
 	},
-	"decision": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+	"decision": func(ctx context.Context, d dialer, c partConfig, log *slog.Logger) (func(context.Context) error, error) {
 		nc, store, err := openStore(ctx, d, "decision")
 		if err != nil {
 			return nil, err
 		}
-		if o.publicURL == "" {
+		if c.publicURL == "" {
 			return nil, errors.New("decision: --public-url is required: the base URL agents download updates from")
 		}
-		s, err := decision.New(decision.Options{Log: log, Store: store, Conn: nc, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download)})
+		s, err := decision.New(decision.Options{Log: log, Store: store, Conn: nc, PublicURL: c.publicURL, LinkKey: []byte(c.downloadKey)})
 		if err != nil {
 			return nil, err
 		}
 		return s.Run, nil
 	},
-	"presence": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+	"presence": func(ctx context.Context, d dialer, c partConfig, log *slog.Logger) (func(context.Context) error, error) {
 		nc, store, err := openStore(ctx, d, "presence")
 		if err != nil {
 			return nil, err
@@ -131,7 +143,7 @@ var parts = map[string]part{
 		}
 		return s.Run, nil
 	},
-	"inventory": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+	"inventory": func(ctx context.Context, d dialer, c partConfig, log *slog.Logger) (func(context.Context) error, error) {
 		_, store, err := openStore(ctx, d, "inventory")
 		if err != nil {
 			return nil, err
@@ -142,7 +154,7 @@ var parts = map[string]part{
 		}
 		return s.Run, nil
 	},
-	"intake": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+	"intake": func(ctx context.Context, d dialer, c partConfig, log *slog.Logger) (func(context.Context) error, error) {
 		nc, err := d.service("thinfleet-intake")
 		if err != nil {
 			return nil, err
@@ -154,7 +166,7 @@ var parts = map[string]part{
 		}
 		return s.Run, nil
 	},
-	"history": func(ctx context.Context, d dialer, o *options, log *slog.Logger) (func(context.Context) error, error) {
+	"history": func(ctx context.Context, d dialer, c partConfig, log *slog.Logger) (func(context.Context) error, error) {
 		_, store, err := openStore(ctx, d, "history")
 		if err != nil {
 			return nil, err
@@ -167,14 +179,26 @@ var parts = map[string]part{
 	},
 }
 
-// newWeb builds the web server; brokerFault, when not nil, is the
-// in-process broker's fault, which makes /readyz answer not ready.
-func newWeb(ctx context.Context, d dialer, o *options, adminToken string, brokerFault func() error, log *slog.Logger) (http.Handler, error) {
+// webConfig is what the web server needs besides its connection.
+type webConfig struct {
+	partConfig
+	adminToken string
+	// brokerFault, when not nil, is the in-process broker's fault, which
+	// makes /readyz answer not ready.
+	brokerFault func() error
+	writeStall  time.Duration
+}
+
+// newWeb builds the web server.
+func newWeb(ctx context.Context, d dialer, c webConfig, log *slog.Logger) (http.Handler, error) {
 	nc, store, err := openStore(ctx, d, "web")
 	if err != nil {
 		return nil, err
 	}
-	s, err := web.New(web.Options{Log: log, Store: store, Conn: nc, UpdatesDir: o.updates, AdminToken: adminToken, PublicURL: o.publicURL, LinkKey: []byte(o.keys.download), BrokerFault: brokerFault, WriteStall: o.httpLimits.writeStall})
+	s, err := web.New(web.Options{
+		Log: log, Store: store, Conn: nc, UpdatesDir: c.updates, AdminToken: c.adminToken, PublicURL: c.publicURL,
+		LinkKey: []byte(c.downloadKey), BrokerFault: c.brokerFault, WriteStall: c.writeStall,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -182,45 +206,118 @@ func newWeb(ctx context.Context, d dialer, o *options, adminToken string, broker
 	return s.Handler(), nil
 }
 
-// runAlone runs one service against the NATS server at --nats-url.
-func runAlone(name string) func(context.Context, *options, *slog.Logger, func(string) string, io.Writer) error {
-	return func(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
-		admin := getenv("THINFLEET_ADMIN_TOKEN")
-		if name == "web" {
-			if admin == "" {
-				return errors.New("web: set THINFLEET_ADMIN_TOKEN, the token the API asks for")
-			}
-			if err := strongAdminToken(admin, "THINFLEET_ADMIN_TOKEN"); err != nil {
-				return err
-			}
-		}
-		d, err := networkDialer(o)
-		if err != nil {
-			return err
-		}
-		log = log.With("service", name)
-		if name == "web" {
-			tlsConf, err := o.tlsConfig()
-			if err != nil {
-				return err
-			}
-			ln, err := o.listenHTTP(tlsConf, log)
-			if err != nil {
-				return err
-			}
-			h, err := newWeb(ctx, d, o, admin, nil, log)
-			if err != nil {
-				ln.Close()
-				return err
-			}
-			log.Info("web running", "http", ln.Addr().String(), "nats", o.natsURL)
-			return serveHTTP(ctx, h, ln, o.httpLimits)
-		}
-		start, err := parts[name](ctx, d, o, log)
-		if err != nil {
-			return err
-		}
-		log.Info("service running", "nats", strings.Split(o.natsURL, ",")[0])
-		return runWithOps(ctx, d, o, name, log, start)
+// serviceOptions are those of a service that runs alone with no flags
+// of its own: presence, inventory, intake, history.
+type serviceOptions struct {
+	client *clientFlags
+	ops    *string
+}
+
+func serviceFlags(name string) func(*flag.FlagSet) func(context.Context, env) error {
+	return func(fs *flag.FlagSet) func(context.Context, env) error {
+		o := serviceOptions{client: clientFlagsOn(fs), ops: opsFlag(fs)}
+		return func(ctx context.Context, e env) error { return runAlone(ctx, e, name, o, partConfig{}) }
 	}
+}
+
+// catalogOptions are "thinfleet catalog"'s.
+type catalogOptions struct {
+	serviceOptions
+	updates   *updatesFlags
+	publisher *publisherKey
+}
+
+func catalogFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	o := catalogOptions{
+		serviceOptions: serviceOptions{client: clientFlagsOn(fs), ops: opsFlag(fs)},
+		updates:        updatesFlagsOn(fs), publisher: publisherKeyFlag(fs),
+	}
+	return func(ctx context.Context, e env) error {
+		return runAlone(ctx, e, "catalog", o.serviceOptions, partConfig{updates: o.updates.dir, rescan: o.updates.rescan, publisherKey: o.publisher.key})
+	}
+}
+
+// decisionOptions are "thinfleet decision"'s.
+type decisionOptions struct {
+	serviceOptions
+	publicURL   *string
+	downloadKey *string
+}
+
+func decisionFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	o := decisionOptions{
+		serviceOptions: serviceOptions{client: clientFlagsOn(fs), ops: opsFlag(fs)},
+		publicURL:      publicURLFlag(fs), downloadKey: downloadKeyFlag(fs),
+	}
+	return func(ctx context.Context, e env) error {
+		return runAlone(ctx, e, "decision", o.serviceOptions, partConfig{publicURL: *o.publicURL, downloadKey: *o.downloadKey})
+	}
+}
+
+// runAlone runs one service against the NATS server at --nats-url.
+func runAlone(ctx context.Context, e env, name string, o serviceOptions, c partConfig) error {
+	d, err := networkDialer(o.client)
+	if err != nil {
+		return err
+	}
+	log := e.log.With("service", name)
+	start, err := parts[name](ctx, d, c, log)
+	if err != nil {
+		return err
+	}
+	log.Info("service running", "nats", strings.Split(o.client.url, ",")[0])
+	return runWithOps(ctx, d, *o.ops, name, log, start)
+}
+
+// webOptions are "thinfleet web"'s.
+type webOptions struct {
+	client      *clientFlags
+	updates     *updatesFlags
+	http        *httpFlags
+	tls         *tlsFlags
+	publicURL   *string
+	downloadKey *string
+}
+
+func webFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	o := webOptions{
+		client: clientFlagsOn(fs), updates: updatesFlagsOn(fs), http: httpFlagsOn(fs), tls: tlsFlagsOn(fs),
+		publicURL: publicURLFlag(fs), downloadKey: downloadKeyFlag(fs),
+	}
+	return func(ctx context.Context, e env) error { return runWeb(ctx, o, e) }
+}
+
+// runWeb runs the web server alone against --nats-url.
+func runWeb(ctx context.Context, o webOptions, e env) error {
+	admin := e.getenv("THINFLEET_ADMIN_TOKEN")
+	if admin == "" {
+		return errors.New("web: set THINFLEET_ADMIN_TOKEN, the token the API asks for")
+	}
+	if err := strongAdminToken(admin, "THINFLEET_ADMIN_TOKEN"); err != nil {
+		return err
+	}
+	d, err := networkDialer(o.client)
+	if err != nil {
+		return err
+	}
+	log := e.log.With("service", "web")
+	tlsConf, err := o.tls.config()
+	if err != nil {
+		return err
+	}
+	ln, err := listenHTTP(o.http, *o.publicURL, tlsConf, log)
+	if err != nil {
+		return err
+	}
+	c := webConfig{
+		partConfig: partConfig{updates: o.updates.dir, publicURL: ln.publicURL, downloadKey: *o.downloadKey},
+		adminToken: admin, writeStall: ln.limits.writeStall,
+	}
+	h, err := newWeb(ctx, d, c, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("web running", "http", ln.Addr().String(), "nats", o.client.url)
+	return serveHTTP(ctx, h, ln, ln.limits)
 }

@@ -71,15 +71,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fs := flag.NewFlagSet("thinfleet "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o options
-	o.register(fs, c.flags)
+	logf := logFlagsOn(fs)
+	runCmd := c.flags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: thinfleet %s [flags] %s\n\n%s\n\nFlags (each also read from THINFLEET_<NAME>):\n", cmd, c.args, c.help)
 		fs.PrintDefaults()
 	}
+	var words []string
 	if c.args != "" {
 		// Words after the flags belong to the command (devices approve ID).
-		rest, o.args = splitArgs(fs, rest)
+		rest, words = splitArgs(fs, rest)
 	}
 	if err := settings.Parse(fs, rest, getenv, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -87,9 +88,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	log, err := settings.Logger(o.logFormat, o.logLevel, stderr)
+	log, err := settings.Logger(logf.format, logf.level, stderr)
 	if err != nil {
 		return err
 	}
-	return c.run(ctx, &o, log, getenv, stdout)
+	return runCmd(ctx, env{log: log, getenv: getenv, stdout: stdout, args: words})
 }

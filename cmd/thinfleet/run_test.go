@@ -48,16 +48,53 @@ func TestRunUsage(t *testing.T) {
 func TestEnvironmentFillsFlags(t *testing.T) {
 	env := map[string]string{"THINFLEET_PUBLIC_URL": "http://fleet.example:8080", "THINFLEET_HTTP": ":9999", "THINFLEET_DATA": "/env/data"}
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	var o options
-	o.register(fs, flagData|flagHTTP|flagPublicURL)
+	data, http, public := dataFlag(fs), httpFlagsOn(fs), publicURLFlag(fs)
 	if err := settings.Parse(fs, []string{"--data", "/flag/data"}, func(k string) string { return env[k] }, nil); err != nil {
 		t.Fatal(err)
 	}
-	if o.publicURL != "http://fleet.example:8080" || o.http != ":9999" {
-		t.Errorf("from env: public-url %q, http %q", o.publicURL, o.http)
+	if *public != "http://fleet.example:8080" || http.addr != ":9999" {
+		t.Errorf("from env: public-url %q, http %q", *public, http.addr)
 	}
-	if o.data != "/flag/data" {
-		t.Errorf("data = %q, want the flag to win over the environment", o.data)
+	if *data != "/flag/data" {
+		t.Errorf("data = %q, want the flag to win over the environment", *data)
+	}
+}
+
+// TestCommandFlags makes every command's flag set, as run does (a flag
+// defined twice panics), and checks that each command takes the flags
+// its users' scripts pass: they are a contract (README, DESIGN.md).
+func TestCommandFlags(t *testing.T) {
+	service := "ca log-format log-level metrics nats-url replicas service-token"
+	want := map[string]string{
+		"server":      "approve-devices data http http-conns http-conns-per-addr http-idle-timeout http-read-timeout http-write-stall log-format log-level nats public-url publisher-key rescan server-name tls-cert tls-key updates",
+		"broker":      "approve-devices cluster cluster-name data log-format log-level metrics nats replicas routes server-name tls-cert tls-key",
+		"enroll":      "approve-devices ca log-format log-level metrics nats-url replicas service-token",
+		"nats-config": "data log-format log-level",
+		"catalog":     "ca log-format log-level metrics nats-url publisher-key replicas rescan service-token updates",
+		"decision":    "ca download-key log-format log-level metrics nats-url public-url replicas service-token",
+		"presence":    service,
+		"inventory":   service,
+		"intake":      service,
+		"history":     service,
+		"web":         "ca download-key http http-conns http-conns-per-addr http-idle-timeout http-read-timeout http-write-stall log-format log-level nats-url public-url replicas rescan service-token tls-cert tls-key updates",
+		"keygen":      "log-format log-level out",
+		"sign":        "key log-format log-level",
+		"devices":     "api data log-format log-level",
+		"healthcheck": "log-format log-level url",
+		"tokens":      "dashboard data http-port log-format log-level nats-port",
+	}
+	for name, c := range commands {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		logFlagsOn(fs)
+		c.flags(fs)
+		var got []string
+		fs.VisitAll(func(f *flag.Flag) { got = append(got, f.Name) })
+		if strings.Join(got, " ") != want[name] {
+			t.Errorf("thinfleet %s flags:\n got %s\nwant %s", name, strings.Join(got, " "), want[name])
+		}
+	}
+	if len(commands) != len(want) {
+		t.Errorf("%d commands, want %d", len(commands), len(want))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,11 +27,36 @@ import (
 // shutdownGrace bounds how long a stopping server waits for work in flight.
 const shutdownGrace = 10 * time.Second
 
-func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
-	if err := os.MkdirAll(o.updates, 0o755); err != nil {
+// serverOptions are "thinfleet server"'s.
+type serverOptions struct {
+	data      *string
+	updates   *updatesFlags
+	http      *httpFlags
+	nats      *listenFlags
+	tls       *tlsFlags
+	publicURL *string
+	publisher *publisherKey
+	approve   *bool
+}
+
+func serverFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	o := serverOptions{
+		data: dataFlag(fs), updates: updatesFlagsOn(fs), http: httpFlagsOn(fs), nats: listenFlagsOn(fs),
+		tls: tlsFlagsOn(fs), publicURL: publicURLFlag(fs), publisher: publisherKeyFlag(fs), approve: approveFlag(fs),
+	}
+	return func(ctx context.Context, e env) error { return runServer(ctx, o, e) }
+}
+
+func runServer(ctx context.Context, o serverOptions, e env) error {
+	log := e.log
+	if err := os.MkdirAll(o.updates.dir, 0o755); err != nil {
 		return fmt.Errorf("make updates folder: %w", err)
 	}
-	b, sec, tlsConf, d, err := startBroker(o, getenv, log)
+	tlsConf, err := o.tls.config()
+	if err != nil {
+		return err
+	}
+	b, sec, d, err := startBroker(brokerConfig{data: *o.data, listen: o.nats, tls: tlsConf}, e.getenv, log)
 	if err != nil {
 		return err
 	}
@@ -38,35 +64,38 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	if err := strongAdminToken(sec.admin, sec.adminFrom); err != nil {
 		return err
 	}
-	ln, err := o.listenHTTP(tlsConf, log)
+	ln, err := listenHTTP(o.http, *o.publicURL, tlsConf, log)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	o.keys.download = sec.download
+	cfg := partConfig{
+		updates: o.updates.dir, rescan: o.updates.rescan, publisherKey: o.publisher.key,
+		publicURL: ln.publicURL, downloadKey: sec.download,
+	}
 
 	// Every part is made first and started after the banner, so that the
 	// banner comes before the parts' log lines.
 	g, gctx := errgroup.WithContext(ctx)
 	var runs []func(context.Context) error
 	for _, name := range []string{"intake", "catalog", "decision", "presence", "inventory", "history"} {
-		start, err := parts[name](gctx, d, o, log.With("service", name))
+		start, err := parts[name](gctx, d, cfg, log.With("service", name))
 		if err != nil {
 			return err
 		}
 		runs = append(runs, start)
 	}
-	enrollRun, err := startEnroll(gctx, d, o, log.With("service", "enroll"))
+	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve}, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
-	srv, err := newWeb(gctx, d, o, sec.admin, b.Fault, log.With("service", "web"))
+	srv, err := newWeb(gctx, d, webConfig{partConfig: cfg, adminToken: sec.admin, brokerFault: b.Fault, writeStall: ln.limits.writeStall}, log.With("service", "web"))
 	if err != nil {
 		return err
 	}
-	runs = append(runs, enrollRun, func(ctx context.Context) error { return serveHTTP(ctx, srv, ln, o.httpLimits) }, b.Watch)
+	runs = append(runs, enrollRun, func(ctx context.Context) error { return serveHTTP(ctx, srv, ln, ln.limits) }, b.Watch)
 
-	printBanner(stdout, o, advertisedNATS(o.publicURL, b.Addr()), sec)
+	printBanner(e.stdout, banner{publicURL: ln.publicURL, natsURL: advertisedNATS(ln.publicURL, b.Addr()), updates: o.updates.dir, data: *o.data}, sec)
 	log.Info("thinfleet server running", "version", version, "nats", b.ClientURL(), "http", ln.Addr().String())
 	for _, r := range runs {
 		g.Go(func() error { return r(gctx) })
@@ -76,59 +105,88 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, getenv func(st
 	return err
 }
 
+// brokerConfig is what the embedded broker starts with.
+type brokerConfig struct {
+	data   string
+	listen *listenFlags
+	tls    *tls.Config
+	// cluster, when not nil, joins a cluster; replicas are those of the
+	// services' buckets and streams.
+	cluster  *broker.Cluster
+	replicas int
+}
+
 // startBroker starts the embedded broker with the tokens (from the
-// environment or the data folder) and the TLS the options give, and
-// returns it with the tokens, the TLS config and the in-process dialer of
-// the services that run beside it. It sets o.serviceToken, which the
-// enrollment service derives its keys from.
-func startBroker(o *options, getenv func(string) string, log *slog.Logger) (*broker.Broker, secrets, *tls.Config, dialer, error) {
-	sec, err := loadSecrets(o.data, getenv)
+// environment or the data folder), and returns it with the tokens and
+// the in-process dialer of the services that run beside it.
+func startBroker(c brokerConfig, getenv func(string) string, log *slog.Logger) (*broker.Broker, secrets, dialer, error) {
+	sec, err := loadSecrets(c.data, getenv)
 	if err != nil {
-		return nil, secrets{}, nil, dialer{}, err
-	}
-	tlsConf, err := o.tlsConfig()
-	if err != nil {
-		return nil, secrets{}, nil, dialer{}, err
+		return nil, secrets{}, dialer{}, err
 	}
 	b, err := broker.Start(broker.Options{
-		DataDir: o.data, Listen: o.nats, ServerName: o.serverName,
-		ServiceToken: sec.service, EnrollToken: sec.enroll, TLS: tlsConf, Log: log,
-		Cluster: o.cluster.broker(),
+		DataDir: c.data, Listen: c.listen.addr, ServerName: c.listen.serverName,
+		ServiceToken: sec.service, EnrollToken: sec.enroll, TLS: c.tls, Log: log,
+		Cluster: c.cluster,
 	})
 	if err != nil {
-		return nil, secrets{}, nil, dialer{}, err
+		return nil, secrets{}, dialer{}, err
 	}
-	o.serviceToken, o.enrollToken = sec.service, sec.enroll
 	d := dialer{
 		service: func(name string) (*nats.Conn, error) { return b.ConnectService(name) },
 		system:  func(name string) (*nats.Conn, error) { return b.ConnectSystem(name) },
-		account: b.AppAccountKey(), replicas: o.replicas,
+		account: b.AppAccountKey(), replicas: c.replicas,
 	}
-	return b, sec, tlsConf, d, nil
+	return b, sec, d, nil
 }
 
-func runBroker(ctx context.Context, o *options, log *slog.Logger, getenv func(string) string, stdout io.Writer) error {
+// brokerOptions are "thinfleet broker"'s.
+type brokerOptions struct {
+	data    *string
+	nats    *listenFlags
+	tls     *tlsFlags
+	ops     *string
+	cluster *clusterFlags
+	approve *bool
+}
+
+func brokerFlags(fs *flag.FlagSet) func(context.Context, env) error {
+	o := brokerOptions{
+		data: dataFlag(fs), nats: listenFlagsOn(fs), tls: tlsFlagsOn(fs), ops: opsFlag(fs),
+		cluster: clusterFlagsOn(fs), approve: approveFlag(fs),
+	}
+	return func(ctx context.Context, e env) error { return runBroker(ctx, o, e) }
+}
+
+func runBroker(ctx context.Context, o brokerOptions, e env) error {
+	log := e.log
 	raiseFDLimit(log)
-	b, _, _, d, err := startBroker(o, getenv, log)
+	tlsConf, err := o.tls.config()
+	if err != nil {
+		return err
+	}
+	b, sec, d, err := startBroker(brokerConfig{
+		data: *o.data, listen: o.nats, tls: tlsConf, cluster: o.cluster.broker(), replicas: o.cluster.replicas,
+	}, e.getenv, log)
 	if err != nil {
 		return err
 	}
 	defer b.Shutdown()
 	g, gctx := errgroup.WithContext(ctx)
-	enrollRun, err := startEnroll(gctx, d, o, log.With("service", "enroll"))
+	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve}, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return enrollRun(gctx) })
 	// The intake is the agents' door into the agent stream; beside the
 	// broker, each node of a cluster has one.
-	intakeRun, err := parts["intake"](gctx, d, o, log.With("service", "intake"))
+	intakeRun, err := parts["intake"](gctx, d, partConfig{}, log.With("service", "intake"))
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return intakeRun(gctx) })
-	fmt.Fprintf(stdout, "thinfleet broker %s\n  agents and services connect to: %s\n", version, b.ClientURL())
-	g.Go(func() error { return serveBrokerOps(gctx, o, b, log) })
+	fmt.Fprintf(e.stdout, "thinfleet broker %s\n  agents and services connect to: %s\n", version, b.ClientURL())
+	g.Go(func() error { return serveBrokerOps(gctx, *o.ops, b, log) })
 	g.Go(func() error { return b.Watch(gctx) })
 	return g.Wait()
 }
@@ -194,20 +252,25 @@ func advertisedNATS(public string, addr net.Addr) string {
 	return "nats://" + net.JoinHostPort(host, strconv.Itoa(port))
 }
 
+// banner is what the server's banner shows.
+type banner struct {
+	publicURL, natsURL, updates, data string
+}
+
 // printBanner tells the operator where the server is and how agents
 // join it. A token the server generated or read from the data folder is
 // printed; one from the environment is not, as the operator has it.
-func printBanner(w io.Writer, o *options, natsURL string, sec secrets) {
+func printBanner(w io.Writer, bn banner, sec secrets) {
 	fmt.Fprintf(w, "thinfleet server %s\n", version)
-	fmt.Fprintf(w, "  api and downloads: %s\n", o.publicURL)
-	fmt.Fprintf(w, "  agents connect to: %s\n", natsURL)
-	fmt.Fprintf(w, "  updates folder:    %s\n", o.updates)
-	fmt.Fprintf(w, "  data folder:       %s\n", o.data)
+	fmt.Fprintf(w, "  api and downloads: %s\n", bn.publicURL)
+	fmt.Fprintf(w, "  agents connect to: %s\n", bn.natsURL)
+	fmt.Fprintf(w, "  updates folder:    %s\n", bn.updates)
+	fmt.Fprintf(w, "  data folder:       %s\n", bn.data)
 	envName := func(file string) string {
 		return "THINFLEET_" + strings.ToUpper(strings.TrimSuffix(file, ".token")) + "_TOKEN"
 	}
 	show := func(name, file, value string, printKept bool) {
-		path := filepath.Join(o.data, file)
+		path := filepath.Join(bn.data, file)
 		switch {
 		case slices.Contains(sec.generated, file):
 			fmt.Fprintf(w, "  %s: %s  (generated, kept in %s)\n", name, value, path)
@@ -225,5 +288,5 @@ func printBanner(w io.Writer, o *options, natsURL string, sec secrets) {
 	if slices.Contains(sec.fromEnv, "enroll.token") {
 		token, note = "<enroll token>", "  (the server's "+envName("enroll.token")+")"
 	}
-	fmt.Fprintf(w, "  on each client:    thinfleet-agent --server %s --enroll-token %s%s\n", natsURL, token, note)
+	fmt.Fprintf(w, "  on each client:    thinfleet-agent --server %s --enroll-token %s%s\n", bn.natsURL, token, note)
 }
