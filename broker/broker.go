@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -51,6 +52,8 @@ type Options struct {
 	// connections need none).
 	TLS *tls.Config
 	Log *slog.Logger
+	// Metrics count the JetStream write faults; nil counts nothing.
+	Metrics *metrics.Metrics
 	// Cluster, when set, joins the server to a cluster (cluster.go).
 	Cluster *Cluster
 }
@@ -77,7 +80,7 @@ func Start(opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{opts: opts}
+	b := &Broker{opts: opts, faults: faults{metrics: opts.Metrics}}
 	if b.keys, err = deriveKeys(opts.ServiceToken); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}

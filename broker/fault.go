@@ -31,9 +31,10 @@ var faultMarks = []string{
 
 // faults records the first JetStream write fault since start.
 type faults struct {
-	mu    sync.Mutex
-	first error
-	at    time.Time
+	metrics *metrics.Metrics
+	mu      sync.Mutex
+	first   error
+	at      time.Time
 }
 
 // note records line if it is a fault; it reports whether it was the first.
@@ -43,7 +44,7 @@ func (f *faults) note(line string) bool {
 		if strings.Contains(lower, m) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			metrics.JetStreamFaults.Inc()
+			f.metrics.JetStreamFault()
 			if f.first != nil {
 				return false
 			}

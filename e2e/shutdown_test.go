@@ -24,17 +24,20 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 	})
 
 	// The metrics of the whole server, while it runs: every name is
-	// thinfleet's and the page passes promtool.
+	// thinfleet's, or the Go runtime's and the process's standard ones,
+	// and the page passes promtool.
 	var page string
 	if err := (api{base: srv.httpURL}).get("/metrics", &page); err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(page, "\n") {
-		if line != "" && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, "thinfleet_") {
-			t.Errorf("metric not named thinfleet_: %s", line)
+		if line != "" && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, "thinfleet_") &&
+			!strings.HasPrefix(line, "go_") && !strings.HasPrefix(line, "process_") {
+			t.Errorf("metric not named thinfleet_, go_ or process_: %s", line)
 		}
 	}
-	for _, want := range []string{`thinfleet_devices{presence="alive"} 1`, "thinfleet_broker_connections{", "thinfleet_http_request_duration_seconds_bucket{"} {
+	for _, want := range []string{`thinfleet_devices{presence="alive"} 1`, "thinfleet_broker_connections{", "thinfleet_http_request_duration_seconds_bucket{",
+		"\ngo_goroutines ", "\nprocess_resident_memory_bytes "} {
 		if !strings.Contains(page, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -60,12 +60,12 @@ func StoredSubjects() []string {
 // ConsumeAgent delivers the agent messages on subjects to handle, through a
 // durable consumer called name, so that a service that was down gets every
 // message it missed. A message handle fails with a Permanent error (or whose
-// subject is not a device subject) is logged, counted and dropped; any
+// subject is not a device subject) is logged, counted in met and dropped; any
 // other error redelivers it after a pause. Subjects are agent subjects
 // (wire.AllStatuses, …). Nothing acknowledged is dropped for pacing here:
 // a device's rate is limited by the intake, before its message is
 // acknowledged. It returns when ctx ends.
-func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string, subjects []string, handle func(context.Context, AgentMessage) error) error {
+func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, met *metrics.Metrics, name string, subjects []string, handle func(context.Context, AgentMessage) error) error {
 	filter := make([]string, len(subjects))
 	for i, subj := range subjects {
 		filter[i] = StoredSubject(subj)
@@ -108,7 +108,7 @@ func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string,
 		}
 		if err != nil {
 			log.Warn("dropped message", "service", name, "subject", m.Subject(), "err", err)
-			metrics.Dropped(string(kind), "bad_subject")
+			met.Dropped(string(kind), "bad_subject")
 			_ = m.Term()
 			return
 		}
@@ -123,7 +123,7 @@ func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, name string,
 			_ = m.Ack()
 		case errors.As(err, &perm):
 			log.Warn("dropped message", "service", name, "device", id, "kind", kind, "err", err)
-			metrics.Dropped(string(kind), wire.DropReason(perm.err))
+			met.Dropped(string(kind), wire.DropReason(perm.err))
 			_ = m.Term()
 		default:
 			log.Error("handle message, will retry", "service", name, "device", id, "kind", kind, "err", err)

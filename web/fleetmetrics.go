@@ -57,11 +57,16 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// handleMetrics serves the process's own metrics (the default registry:
-// offers, installs, drops, HTTP durations) with the fleet's device gauges
-// and the broker's connection and message counts, read at each scrape.
+// handleMetrics serves the process's own metrics (Options.Gatherer: the
+// Go runtime and the process, offers, installs, drops, HTTP durations)
+// with the fleet's device gauges and the broker's connection and message
+// counts, read at each scrape.
 func (s *Server) handleMetrics() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(fleetCollector{s}, metrics.BrokerCollector{Conn: s.opts.Store.JetStream().Conn()})
-	return promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{})
+	gs := prometheus.Gatherers{reg}
+	if s.opts.Gatherer != nil {
+		gs = append(gs, s.opts.Gatherer)
+	}
+	return promhttp.HandlerFor(gs, promhttp.HandlerOpts{})
 }

@@ -2,23 +2,15 @@ package web
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/thinfleet/thinfleet/metrics"
 )
-
-var httpDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
-	Name:    "thinfleet_http_request_duration_seconds",
-	Help:    "Time to answer an HTTP request, by route pattern, method and status code. Event streams are left out.",
-	Buckets: prometheus.DefBuckets,
-}, []string{"route", "method", "code"})
 
 // instrumentHTTP observes how long each request takes. It labels by the
 // route pattern the mux matched (set on the request as it is served), so
 // the number of series stays bounded whatever paths clients ask for.
-func instrumentHTTP(next http.Handler) http.Handler {
+func instrumentHTTP(m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
@@ -30,7 +22,7 @@ func instrumentHTTP(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		httpDuration.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+		m.HTTPRequest(route, r.Method, sw.code, time.Since(start).Seconds())
 	})
 }
 

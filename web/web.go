@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/ratelimit"
 	"github.com/thinfleet/thinfleet/store"
 )
@@ -26,6 +28,12 @@ import (
 type Options struct {
 	Log   *slog.Logger
 	Store *store.Store
+	// Metrics count the HTTP requests; nil counts nothing.
+	Metrics *metrics.Metrics
+	// Gatherer is the process's registry, which /metrics serves with
+	// the fleet's device gauges and the broker's counts; nil serves
+	// those alone.
+	Gatherer prometheus.Gatherer
 	// UpdatesDir is the drop folder the downloads are served from.
 	UpdatesDir string
 	// AdminToken guards the API (Authorization: Bearer <token>).

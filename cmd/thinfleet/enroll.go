@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/thinfleet/thinfleet/broker"
+	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/services/enroll"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -21,6 +22,7 @@ type enrollConfig struct {
 	enrollToken string
 	// approve keeps new agents pending until an operator approves.
 	approve bool
+	metrics *metrics.Metrics
 }
 
 // startEnroll builds the enrollment service. It signs agent credentials
@@ -55,7 +57,7 @@ func startEnroll(ctx context.Context, d dialer, o enrollConfig, log *slog.Logger
 		log.Warn("no THINFLEET_ENROLL_TOKEN: enrollment connections held open are not closed")
 	}
 	s, err := enroll.New(enroll.Options{
-		Log: log, Store: store, Conn: nc, Revoker: revoker, Approve: o.approve,
+		Log: log, Metrics: o.metrics, Store: store, Conn: nc, Revoker: revoker, Approve: o.approve,
 		SysConn: sys, EnrollAccount: enrollAccount,
 		Issue: func(id, userKey string) (string, error) { return broker.AgentJWT(signer, account, id, userKey) },
 	})
@@ -84,13 +86,14 @@ func runEnroll(ctx context.Context, o enrollOptions, e env) error {
 		return err
 	}
 	log := e.log.With("service", "enroll")
-	c := enrollConfig{serviceToken: o.client.serviceToken, enrollToken: e.getenv("THINFLEET_ENROLL_TOKEN"), approve: *o.approve}
+	reg := metrics.NewRegistry()
+	c := enrollConfig{serviceToken: o.client.serviceToken, enrollToken: e.getenv("THINFLEET_ENROLL_TOKEN"), approve: *o.approve, metrics: metrics.New(reg)}
 	run, err := startEnroll(ctx, d, c, log)
 	if err != nil {
 		return err
 	}
 	log.Info("service running", "nats", o.client.url, "approve_devices", c.approve)
-	return runWithOps(ctx, d, *o.ops, "enroll", log, run)
+	return runWithOps(ctx, d, *o.ops, reg, "enroll", log, run)
 }
 
 func natsConfigFlags(fs *flag.FlagSet) func(context.Context, env) error {

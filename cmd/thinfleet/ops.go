@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -46,9 +47,9 @@ func (c *clusterFlags) broker() *broker.Cluster {
 	return &broker.Cluster{Name: c.name, Listen: c.listen, Routes: broker.SplitRoutes(c.routes)}
 }
 
-// serveOps serves /metrics, /healthz and /readyz on --metrics, when set,
+// serveOps serves /metrics (reg), /healthz and /readyz on --metrics, when set,
 // until ctx ends. ready says whether the process can do its work.
-func serveOps(ctx context.Context, addr string, log *slog.Logger, ready func(context.Context) error) error {
+func serveOps(ctx context.Context, addr string, reg prometheus.Gatherer, log *slog.Logger, ready func(context.Context) error) error {
 	if addr == "" {
 		<-ctx.Done()
 		return nil
@@ -58,7 +59,7 @@ func serveOps(ctx context.Context, addr string, log *slog.Logger, ready func(con
 		return fmt.Errorf("listen for metrics: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
@@ -201,7 +202,7 @@ func published(p string) (host, port string) {
 }
 
 // runWithOps runs a service with its --metrics listener beside it.
-func runWithOps(ctx context.Context, d dialer, addr, name string, log *slog.Logger, start func(context.Context) error) error {
+func runWithOps(ctx context.Context, d dialer, addr string, reg prometheus.Gatherer, name string, log *slog.Logger, start func(context.Context) error) error {
 	if addr == "" {
 		return start(ctx)
 	}
@@ -211,13 +212,13 @@ func runWithOps(ctx context.Context, d dialer, addr, name string, log *slog.Logg
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return start(gctx) })
-	g.Go(func() error { return serveOps(gctx, addr, log, ready) })
+	g.Go(func() error { return serveOps(gctx, addr, reg, log, ready) })
 	return g.Wait()
 }
 
 // serveBrokerOps serves the broker's --metrics listener, when set, until
 // ctx ends.
-func serveBrokerOps(ctx context.Context, addr string, b *broker.Broker, log *slog.Logger) error {
+func serveBrokerOps(ctx context.Context, addr string, reg prometheus.Gatherer, b *broker.Broker, log *slog.Logger) error {
 	if addr == "" {
 		<-ctx.Done()
 		return nil
@@ -227,7 +228,7 @@ func serveBrokerOps(ctx context.Context, addr string, b *broker.Broker, log *slo
 		return err
 	}
 	defer closeReady()
-	return serveOps(ctx, addr, log, ready)
+	return serveOps(ctx, addr, reg, log, ready)
 }
 
 // openWait bounds how long a service waits at start for JetStream to

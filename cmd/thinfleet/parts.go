@@ -13,9 +13,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/bundle"
+	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/services/catalog"
 	"github.com/thinfleet/thinfleet/services/decision"
 	"github.com/thinfleet/thinfleet/services/history"
@@ -96,6 +98,7 @@ type partConfig struct {
 	publisherKey ed25519.PublicKey
 	publicURL    string // the base of download links (decision, web)
 	downloadKey  string // signs download links (decision, web)
+	metrics      *metrics.Metrics
 }
 
 // part builds one service and returns its Run.
@@ -107,7 +110,7 @@ var parts = map[string]part{
 		if err != nil {
 			return nil, err
 		}
-		s, err := catalog.New(catalog.Options{Log: log, Store: store, Dir: c.updates, Rescan: c.rescan, Limits: bundle.DefaultLimits, PublisherKey: c.publisherKey})
+		s, err := catalog.New(catalog.Options{Log: log, Metrics: c.metrics, Store: store, Dir: c.updates, Rescan: c.rescan, Limits: bundle.DefaultLimits, PublisherKey: c.publisherKey})
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +124,7 @@ var parts = map[string]part{
 		if c.publicURL == "" {
 			return nil, errors.New("decision: --public-url is required: the base URL agents download updates from")
 		}
-		s, err := decision.New(decision.Options{Log: log, Store: store, Conn: nc, PublicURL: c.publicURL, LinkKey: []byte(c.downloadKey)})
+		s, err := decision.New(decision.Options{Log: log, Metrics: c.metrics, Store: store, Conn: nc, PublicURL: c.publicURL, LinkKey: []byte(c.downloadKey)})
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +140,7 @@ var parts = map[string]part{
 			return nil, err
 		}
 		context.AfterFunc(ctx, sys.Close)
-		s, err := presence.New(presence.Options{Log: log, Store: store, Conn: nc, SysConn: sys, Account: d.account})
+		s, err := presence.New(presence.Options{Log: log, Metrics: c.metrics, Store: store, Conn: nc, SysConn: sys, Account: d.account})
 		if err != nil {
 			return nil, err
 		}
@@ -148,7 +151,7 @@ var parts = map[string]part{
 		if err != nil {
 			return nil, err
 		}
-		s, err := inventory.New(inventory.Options{Log: log, Store: store})
+		s, err := inventory.New(inventory.Options{Log: log, Metrics: c.metrics, Store: store})
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +163,7 @@ var parts = map[string]part{
 			return nil, err
 		}
 		context.AfterFunc(ctx, func() { _ = nc.Drain() })
-		s, err := intake.New(intake.Options{Log: log, Conn: nc})
+		s, err := intake.New(intake.Options{Log: log, Metrics: c.metrics, Conn: nc})
 		if err != nil {
 			return nil, err
 		}
@@ -171,7 +174,7 @@ var parts = map[string]part{
 		if err != nil {
 			return nil, err
 		}
-		s, err := history.New(history.Options{Log: log, Store: store})
+		s, err := history.New(history.Options{Log: log, Metrics: c.metrics, Store: store})
 		if err != nil {
 			return nil, err
 		}
@@ -187,6 +190,8 @@ type webConfig struct {
 	// makes /readyz answer not ready.
 	brokerFault func() error
 	writeStall  time.Duration
+	// gatherer is the process's registry, which /metrics serves.
+	gatherer prometheus.Gatherer
 }
 
 // newWeb builds the web server.
@@ -196,7 +201,7 @@ func newWeb(ctx context.Context, d dialer, c webConfig, log *slog.Logger) (http.
 		return nil, err
 	}
 	s, err := web.New(web.Options{
-		Log: log, Store: store, Conn: nc, UpdatesDir: c.updates, AdminToken: c.adminToken, PublicURL: c.publicURL,
+		Log: log, Metrics: c.metrics, Gatherer: c.gatherer, Store: store, Conn: nc, UpdatesDir: c.updates, AdminToken: c.adminToken, PublicURL: c.publicURL,
 		LinkKey: []byte(c.downloadKey), BrokerFault: c.brokerFault, WriteStall: c.writeStall,
 	})
 	if err != nil {
@@ -261,12 +266,14 @@ func runAlone(ctx context.Context, e env, name string, o serviceOptions, c partC
 		return err
 	}
 	log := e.log.With("service", name)
+	reg := metrics.NewRegistry()
+	c.metrics = metrics.New(reg)
 	start, err := parts[name](ctx, d, c, log)
 	if err != nil {
 		return err
 	}
 	log.Info("service running", "nats", strings.Split(o.client.url, ",")[0])
-	return runWithOps(ctx, d, *o.ops, name, log, start)
+	return runWithOps(ctx, d, *o.ops, reg, name, log, start)
 }
 
 // webOptions are "thinfleet web"'s.
@@ -313,6 +320,8 @@ func runWeb(ctx context.Context, o webOptions, e env) error {
 		partConfig: partConfig{updates: o.updates.dir, publicURL: ln.publicURL, downloadKey: *o.downloadKey},
 		adminToken: admin, writeStall: ln.limits.writeStall,
 	}
+	reg := metrics.NewRegistry()
+	c.metrics, c.gatherer = metrics.New(reg), reg
 	h, err := newWeb(ctx, d, c, log)
 	if err != nil {
 		ln.Close()

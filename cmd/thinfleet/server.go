@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
+	"github.com/thinfleet/thinfleet/metrics"
 )
 
 // shutdownGrace bounds how long a stopping server waits for work in flight.
@@ -56,7 +58,10 @@ func runServer(ctx context.Context, o serverOptions, e env) error {
 	if err != nil {
 		return err
 	}
-	b, sec, d, err := startBroker(brokerConfig{data: *o.data, listen: o.nats, tls: tlsConf}, e.getenv, log)
+	// One registry for the whole process: /metrics serves it.
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	b, sec, d, err := startBroker(brokerConfig{data: *o.data, listen: o.nats, tls: tlsConf, metrics: m}, e.getenv, log)
 	if err != nil {
 		return err
 	}
@@ -71,7 +76,7 @@ func runServer(ctx context.Context, o serverOptions, e env) error {
 	defer ln.Close()
 	cfg := partConfig{
 		updates: o.updates.dir, rescan: o.updates.rescan, publisherKey: o.publisher.key,
-		publicURL: ln.publicURL, downloadKey: sec.download,
+		publicURL: ln.publicURL, downloadKey: sec.download, metrics: m,
 	}
 
 	// Every part is made first and started after the banner, so that the
@@ -85,11 +90,12 @@ func runServer(ctx context.Context, o serverOptions, e env) error {
 		}
 		runs = append(runs, start)
 	}
-	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve}, log.With("service", "enroll"))
+	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve, metrics: m}, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
-	srv, err := newWeb(gctx, d, webConfig{partConfig: cfg, adminToken: sec.admin, brokerFault: b.Fault, writeStall: ln.limits.writeStall}, log.With("service", "web"))
+	wc := webConfig{partConfig: cfg, adminToken: sec.admin, brokerFault: b.Fault, writeStall: ln.limits.writeStall, gatherer: reg}
+	srv, err := newWeb(gctx, d, wc, log.With("service", "web"))
 	if err != nil {
 		return err
 	}
@@ -114,19 +120,22 @@ type brokerConfig struct {
 	// services' buckets and streams.
 	cluster  *broker.Cluster
 	replicas int
+	metrics  *metrics.Metrics
 }
 
 // startBroker starts the embedded broker with the tokens (from the
 // environment or the data folder), and returns it with the tokens and
-// the in-process dialer of the services that run beside it.
+// the in-process dialer of the services that run beside it. The server is
+// named --server-name, or else the host name: a name that stays the same
+// across restarts, which labels the broker's metrics.
 func startBroker(c brokerConfig, getenv func(string) string, log *slog.Logger) (*broker.Broker, secrets, dialer, error) {
 	sec, err := loadSecrets(c.data, getenv)
 	if err != nil {
 		return nil, secrets{}, dialer{}, err
 	}
 	b, err := broker.Start(broker.Options{
-		DataDir: c.data, Listen: c.listen.addr, ServerName: c.listen.serverName,
-		ServiceToken: sec.service, EnrollToken: sec.enroll, TLS: c.tls, Log: log,
+		DataDir: c.data, Listen: c.listen.addr, ServerName: cmp.Or(c.listen.serverName, hostName()),
+		ServiceToken: sec.service, EnrollToken: sec.enroll, TLS: c.tls, Log: log, Metrics: c.metrics,
 		Cluster: c.cluster,
 	})
 	if err != nil {
@@ -165,28 +174,34 @@ func runBroker(ctx context.Context, o brokerOptions, e env) error {
 	if err != nil {
 		return err
 	}
+	if o.cluster.listen != "" && o.nats.serverName == "" {
+		// The host name is no default here: nodes may share a host.
+		return errors.New("--cluster needs --server-name, a name unique in the cluster")
+	}
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
 	b, sec, d, err := startBroker(brokerConfig{
-		data: *o.data, listen: o.nats, tls: tlsConf, cluster: o.cluster.broker(), replicas: o.cluster.replicas,
+		data: *o.data, listen: o.nats, tls: tlsConf, cluster: o.cluster.broker(), replicas: o.cluster.replicas, metrics: m,
 	}, e.getenv, log)
 	if err != nil {
 		return err
 	}
 	defer b.Shutdown()
 	g, gctx := errgroup.WithContext(ctx)
-	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve}, log.With("service", "enroll"))
+	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve, metrics: m}, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return enrollRun(gctx) })
 	// The intake is the agents' door into the agent stream; beside the
 	// broker, each node of a cluster has one.
-	intakeRun, err := parts["intake"](gctx, d, partConfig{}, log.With("service", "intake"))
+	intakeRun, err := parts["intake"](gctx, d, partConfig{metrics: m}, log.With("service", "intake"))
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return intakeRun(gctx) })
 	fmt.Fprintf(e.stdout, "thinfleet broker %s\n  agents and services connect to: %s\n", version, b.ClientURL())
-	g.Go(func() error { return serveBrokerOps(gctx, *o.ops, b, log) })
+	g.Go(func() error { return serveBrokerOps(gctx, *o.ops, reg, b, log) })
 	g.Go(func() error { return b.Watch(gctx) })
 	return g.Wait()
 }
@@ -230,12 +245,15 @@ func publicURL(flagValue, scheme string, addr net.Addr) string {
 	}
 	host := tcp.IP.String()
 	if tcp.IP.IsUnspecified() {
-		host = "localhost"
-		if h, err := os.Hostname(); err == nil && h != "" {
-			host = h
-		}
+		host = cmp.Or(hostName(), "localhost")
 	}
 	return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
+}
+
+// hostName is the machine's host name, "" when it has none.
+func hostName() string {
+	h, _ := os.Hostname()
+	return h
 }
 
 // advertisedNATS is the URL agents use: the public URL's host with the

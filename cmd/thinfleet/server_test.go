@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -52,28 +53,26 @@ type testServer struct {
 	data string
 	out  *syncBuffer // stdout and the log, in the order written
 	api  string      // the banner's "api and downloads" URL
+
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error // what run returned, once stopped
 }
 
 var apiLine = regexp.MustCompile(`api and downloads: (\S+)`)
 
 // startServer runs "thinfleet server" on any free ports with data as its
-// data folder until the test ends, and waits for its banner.
+// data folder until the test ends (or stop), and waits for its banner.
 func startServer(t *testing.T, data string, env map[string]string) *testServer {
 	t.Helper()
-	s := &testServer{data: data, out: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	s := &testServer{data: data, out: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	args := []string{"server", "--data", data, "--updates", filepath.Join(data, "updates"), "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0"}
-	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, s.out, s.out) }()
+	go func() { s.done <- run(ctx, args, func(k string) string { return env[k] }, s.out, s.out) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("server did not stop within 30s")
+		if err := s.stop(t); err != nil {
+			t.Errorf("server: %v", err)
 		}
 		if t.Failed() {
 			t.Logf("server output:\n%s", s.out)
@@ -81,8 +80,8 @@ func startServer(t *testing.T, data string, env map[string]string) *testServer {
 	})
 	waitFor(t, "the banner", func() (bool, string) {
 		select {
-		case err := <-done:
-			done <- err
+		case err := <-s.done:
+			s.done <- err
 			t.Fatalf("server ended: %v\n%s", err, s.out)
 		default:
 		}
@@ -96,6 +95,22 @@ func startServer(t *testing.T, data string, env map[string]string) *testServer {
 		return strings.Contains(s.out.String(), "presence checked with the broker"), ""
 	})
 	return s
+}
+
+// stop cancels run's context and returns what run returned; it fails
+// the test if run has not returned within its shutdown deadline (and a
+// margin for the parts to see the end of their context).
+func (s *testServer) stop(t *testing.T) error {
+	t.Helper()
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case s.err = <-s.done:
+		case <-time.After(shutdownGrace + 5*time.Second):
+			s.err = fmt.Errorf("run did not return within %s of its context ending", shutdownGrace+5*time.Second)
+		}
+	})
+	return s.err
 }
 
 func readToken(t *testing.T, path string) string {

@@ -39,13 +39,16 @@ import (
 
 	"github.com/thinfleet/thinfleet/bundle"
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/store"
 )
 
 // Options configure the catalog service.
 type Options struct {
-	Log   *slog.Logger // slog.Default() when nil
-	Store *store.Store // required
+	Log *slog.Logger // slog.Default() when nil
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
+	Store   *store.Store // required
 	// Dir is the updates folder; required. It is created if missing.
 	Dir string
 	// Rescan is how often the folder is read even without an event (30s).
@@ -71,12 +74,13 @@ const PolicyFile = "target"
 
 // Service keeps the catalog in step with the updates folder.
 type Service struct {
-	log    *slog.Logger
-	store  *store.Store
-	dir    string
-	rescan time.Duration
-	limits bundle.Limits
-	key    ed25519.PublicKey
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	store   *store.Store
+	dir     string
+	rescan  time.Duration
+	limits  bundle.Limits
+	key     ed25519.PublicKey
 
 	// The fields below belong to Run's goroutine.
 	cache map[string]inspected // by file name
@@ -102,7 +106,7 @@ func New(opts Options) (*Service, error) {
 	if opts.PublisherKey != nil && len(opts.PublisherKey) != ed25519.PublicKeySize {
 		return nil, errors.New("catalog: PublisherKey is not an ed25519 public key")
 	}
-	return &Service{
+	return &Service{metrics: opts.Metrics,
 		log: opts.Log, store: opts.Store, dir: opts.Dir, rescan: opts.Rescan, limits: opts.Limits, key: opts.PublisherKey,
 		cache: map[string]inspected{},
 	}, nil

@@ -95,7 +95,7 @@ func setup(t *testing.T) env {
 }
 
 func (e env) start(t *testing.T, rescan time.Duration) (stop func()) {
-	s, err := catalog.New(catalog.Options{Log: natstest.Logger(t), Store: e.store, Dir: e.dir, Rescan: rescan})
+	s, err := catalog.New(catalog.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: e.store, Dir: e.dir, Rescan: rescan})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,10 +413,10 @@ func TestQuiet(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	e := setup(t)
-	if _, err := catalog.New(catalog.Options{Store: e.store}); err == nil {
+	if _, err := catalog.New(catalog.Options{Metrics: natstest.Metrics, Store: e.store}); err == nil {
 		t.Error("New without Dir: no error")
 	}
-	if _, err := catalog.New(catalog.Options{Dir: e.dir}); err == nil {
+	if _, err := catalog.New(catalog.Options{Metrics: natstest.Metrics, Dir: e.dir}); err == nil {
 		t.Error("New without Store: no error")
 	}
 }

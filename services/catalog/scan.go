@@ -14,7 +14,6 @@ import (
 
 	"github.com/thinfleet/thinfleet/bundle"
 	"github.com/thinfleet/thinfleet/fleet"
-	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -49,8 +48,7 @@ func (s *Service) scan(ctx context.Context) {
 		s.log.Error("scan updates folder", "dir", s.dir, "err", err)
 		return
 	}
-	metrics.CatalogReleases.Set(float64(len(next.Releases)))
-	metrics.CatalogRefused.Set(float64(len(next.Refused)))
+	s.metrics.Catalog(len(next.Releases), len(next.Refused))
 	if sameContent(*s.published, next) {
 		return
 	}

@@ -35,7 +35,7 @@ func sigOf(t *testing.T, data []byte, key ed25519.PrivateKey) []byte {
 }
 
 func (e env) startSigned(t *testing.T, key ed25519.PublicKey) {
-	s, err := catalog.New(catalog.Options{Log: natstest.Logger(t), Store: e.store, Dir: e.dir, Rescan: time.Hour, PublisherKey: key})
+	s, err := catalog.New(catalog.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: e.store, Dir: e.dir, Rescan: time.Hour, PublisherKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestNoPublisherKey(t *testing.T) {
 
 func TestNewRefusesABadKey(t *testing.T) {
 	e := setup(t)
-	if _, err := catalog.New(catalog.Options{Store: e.store, Dir: e.dir, PublisherKey: make(ed25519.PublicKey, 10)}); err == nil {
+	if _, err := catalog.New(catalog.Options{Metrics: natstest.Metrics, Store: e.store, Dir: e.dir, PublisherKey: make(ed25519.PublicKey, 10)}); err == nil {
 		t.Error("New accepted a 10-byte publisher key")
 	}
 }

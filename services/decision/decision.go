@@ -39,8 +39,10 @@ import (
 
 // Options configure the decision service.
 type Options struct {
-	Log   *slog.Logger // slog.Default() when nil
-	Store *store.Store // required
+	Log *slog.Logger // slog.Default() when nil
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
+	Store   *store.Store // required
 	// Conn publishes the offers; required.
 	Conn *nats.Conn
 	// PublicURL is the base of download links, such as
@@ -54,11 +56,12 @@ type Options struct {
 
 // Service decides which device gets which offer.
 type Service struct {
-	log   *slog.Logger
-	store *store.Store
-	nc    *nats.Conn
-	base  string
-	key   []byte
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	store   *store.Store
+	nc      *nats.Conn
+	base    string
+	key     []byte
 }
 
 // New checks opts and returns a service ready to Run.
@@ -76,7 +79,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Service{log: opts.Log, store: opts.Store, nc: opts.Conn, base: strings.TrimRight(opts.PublicURL, "/"), key: opts.LinkKey}, nil
+	return &Service{metrics: opts.Metrics, log: opts.Log, store: opts.Store, nc: opts.Conn, base: strings.TrimRight(opts.PublicURL, "/"), key: opts.LinkKey}, nil
 }
 
 // ConsumerName is the durable consumer the service reads through.
@@ -91,7 +94,7 @@ const ConsumerName = "decision"
 func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return s.store.ConsumeAgent(ctx, s.log, ConsumerName, []string{wire.AllVersionsInstalled}, s.handleInstalled)
+		return s.store.ConsumeAgent(ctx, s.log, s.metrics, ConsumerName, []string{wire.AllVersionsInstalled}, s.handleInstalled)
 	})
 	g.Go(func() error { return s.watchCatalog(ctx) })
 	g.Go(func() error { return s.watchAlive(ctx) })
@@ -216,7 +219,7 @@ func (s *Service) offer(ctx context.Context, id, installed string, r fleet.Relea
 	if err := s.nc.Publish(wire.OfferSubject(id), data); err != nil {
 		return fmt.Errorf("publish offer: %w", err)
 	}
-	metrics.OffersSent.Inc()
+	s.metrics.OfferSent()
 	from := installed
 	if from == "" {
 		from = "no version"

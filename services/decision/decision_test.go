@@ -42,7 +42,7 @@ func setup(t *testing.T, c fleet.Catalog, devices ...fleet.Device) env {
 	for _, d := range devices {
 		e.putDevice(t, d)
 	}
-	s, err := decision.New(decision.Options{
+	s, err := decision.New(decision.Options{Metrics: natstest.Metrics,
 		Log: natstest.Logger(t), Store: e.store, Conn: srv.Conn("decision"),
 		PublicURL: "http://updates.example:8080/", LinkKey: linkKey,
 	})
@@ -327,15 +327,15 @@ func TestNew(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	store, nc := srv.Store(), srv.Conn("x")
 	for _, u := range []string{"", "updates.example:8080", "ftp://host/", "http://"} {
-		if _, err := decision.New(decision.Options{Store: store, Conn: nc, PublicURL: u, LinkKey: linkKey}); err == nil {
+		if _, err := decision.New(decision.Options{Metrics: natstest.Metrics, Store: store, Conn: nc, PublicURL: u, LinkKey: linkKey}); err == nil {
 			t.Errorf("New with public URL %q: no error", u)
 		}
 	}
-	if _, err := decision.New(decision.Options{Store: store, Conn: nc, PublicURL: "https://fleet.example", LinkKey: linkKey}); err != nil {
+	if _, err := decision.New(decision.Options{Metrics: natstest.Metrics, Store: store, Conn: nc, PublicURL: "https://fleet.example", LinkKey: linkKey}); err != nil {
 		t.Errorf("New: %v", err)
 	}
 	for _, key := range [][]byte{nil, []byte("short")} {
-		if _, err := decision.New(decision.Options{Store: store, Conn: nc, PublicURL: "https://fleet.example", LinkKey: key}); err == nil {
+		if _, err := decision.New(decision.Options{Metrics: natstest.Metrics, Store: store, Conn: nc, PublicURL: "https://fleet.example", LinkKey: key}); err == nil {
 			t.Errorf("New with link key %q: no error", key)
 		}
 	}

@@ -44,7 +44,9 @@ type Issuer func(id, userKey string) (string, error)
 
 // Options configure the service.
 type Options struct {
-	Log     *slog.Logger
+	Log *slog.Logger
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
 	Store   *store.Store
 	Conn    *nats.Conn
 	Issue   Issuer
@@ -83,6 +85,7 @@ const (
 
 // Service is the enrollment service.
 type Service struct {
+	metrics *metrics.Metrics
 	opts    Options
 	log     *slog.Logger
 	newDevs *rate.Limiter
@@ -111,7 +114,7 @@ func New(opts Options) (*Service, error) {
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = DefaultMaxPending
 	}
-	return &Service{
+	return &Service{metrics: opts.Metrics,
 		opts: opts, log: opts.Log, pending: map[string]bool{},
 		newDevs: rate.NewLimiter(rate.Limit(opts.Rate), opts.Burst),
 	}, nil
@@ -140,13 +143,13 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) handle(ctx context.Context, subject string, data []byte) wire.EnrollResponse {
 	id, err := wire.EnrollID(subject)
 	if err != nil {
-		metrics.Dropped("enroll", "bad_subject")
+		s.metrics.Dropped("enroll", "bad_subject")
 		return refuse("invalid device id")
 	}
 	req, err := wire.Decode[wire.EnrollRequest](data)
 	if err != nil {
 		s.log.Warn("dropped enrollment request", "device", id, "err", err)
-		metrics.Dropped("enroll", wire.DropReason(err))
+		s.metrics.Dropped("enroll", wire.DropReason(err))
 		return refuse("invalid request: " + err.Error())
 	}
 	for range 5 {
@@ -209,12 +212,12 @@ func (s *Service) admit() string {
 		n := len(s.pending)
 		s.mu.Unlock()
 		if n >= s.opts.MaxPending {
-			metrics.Dropped("enroll", "too_many_pending")
+			s.metrics.Dropped("enroll", "too_many_pending")
 			return fmt.Sprintf("%d devices are waiting for approval already; an operator must approve or delete some first", n)
 		}
 	}
 	if !s.newDevs.Allow() {
-		metrics.Dropped("enroll", "rate_limited")
+		s.metrics.Dropped("enroll", "rate_limited")
 		return "the server is taking too many new devices at once; try again shortly"
 	}
 	return ""
@@ -320,7 +323,7 @@ func (s *Service) reap(ctx context.Context) {
 				continue
 			}
 			closed++
-			metrics.Dropped("enroll", "connection_held")
+			s.metrics.Dropped("enroll", "connection_held")
 		}
 		if closed > 0 {
 			s.log.Warn("closed enrollment connections held open too long", "closed", closed, "longer_than", s.opts.HoldLimit)

@@ -20,14 +20,17 @@ import (
 
 // Options configure the history service.
 type Options struct {
-	Log   *slog.Logger // slog.Default() when nil
-	Store *store.Store // required
+	Log *slog.Logger // slog.Default() when nil
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
+	Store   *store.Store // required
 }
 
 // Service turns update statuses into history events.
 type Service struct {
-	log   *slog.Logger
-	store *store.Store
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	store   *store.Store
 }
 
 // New checks opts and returns a service ready to Run.
@@ -38,7 +41,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Service{log: opts.Log, store: opts.Store}, nil
+	return &Service{metrics: opts.Metrics, log: opts.Log, store: opts.Store}, nil
 }
 
 // ConsumerName is the durable consumer the service reads through.
@@ -48,7 +51,7 @@ const ConsumerName = "history"
 // once ctx has ended and the consumer has drained, with no goroutine of
 // its own left running; an error only when the consumer cannot be set up.
 func (s *Service) Run(ctx context.Context) error {
-	return s.store.ConsumeAgent(ctx, s.log, ConsumerName, []string{wire.AllStatuses}, s.handle)
+	return s.store.ConsumeAgent(ctx, s.log, s.metrics, ConsumerName, []string{wire.AllStatuses}, s.handle)
 }
 
 // handle records one status. The event's dedup id is the message's id, so
@@ -78,7 +81,7 @@ func (s *Service) handle(ctx context.Context, m store.AgentMessage) error {
 	}
 	// A redelivered status is kept once, and counted once.
 	if appended && (st.State == wire.StateInstalled || st.State == wire.StateFailed) {
-		metrics.Installs.WithLabelValues(string(st.State)).Inc()
+		s.metrics.Installed(string(st.State))
 	}
 	s.log.Debug("install step", "device", m.Device, "state", st.State, "version", st.Version)
 	return nil

@@ -29,7 +29,7 @@ func setup(t *testing.T) env {
 	srv := natstest.Start(t, natstest.Options{})
 	store := srv.Store()
 	start := func() func() {
-		s, err := history.New(history.Options{Log: natstest.Logger(t), Store: store})
+		s, err := history.New(history.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: store})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,8 +57,10 @@ const QueueGroup = "thinfleet-intake"
 
 // Options configure the intake.
 type Options struct {
-	Log  *slog.Logger // slog.Default() when nil
-	Conn *nats.Conn   // required: a service connection of the application account
+	Log *slog.Logger // slog.Default() when nil
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
+	Conn    *nats.Conn // required: a service connection of the application account
 	// Rate and Burst per device; the package's Rate and Burst when zero.
 	Rate  float64
 	Burst int
@@ -66,6 +68,7 @@ type Options struct {
 
 // Service stores the agents' reports in the agent stream.
 type Service struct {
+	metrics *metrics.Metrics
 	log     *slog.Logger
 	nc      *nats.Conn
 	limiter *ratelimit.Limiter
@@ -87,7 +90,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Burst <= 0 {
 		opts.Burst = Burst
 	}
-	return &Service{
+	return &Service{metrics: opts.Metrics,
 		log: opts.Log, nc: opts.Conn,
 		limiter: ratelimit.New(opts.Rate, opts.Burst),
 		warned:  ratelimit.New(1.0/60, 1),
@@ -142,7 +145,7 @@ func (s *Service) handle(m *nats.Msg) {
 	}
 	if err := s.nc.PublishMsg(out); err != nil {
 		s.log.Error("store agent message", "device", id, "kind", kind, "err", err)
-		metrics.Dropped(string(kind), "store_failed")
+		s.metrics.Dropped(string(kind), "store_failed")
 		s.answer(m, 503, "server cannot store the message now, try again later")
 	}
 }
@@ -165,7 +168,7 @@ func ownInbox(id, reply string) bool {
 // refuse counts a refused message, and logs it at most once a minute per
 // device.
 func (s *Service) refuse(m *nats.Msg, kind, id, reason string, err error) {
-	metrics.Dropped(kind, reason)
+	s.metrics.Dropped(kind, reason)
 	if ok, _ := s.warned.Allow(id); ok {
 		s.log.Warn("refused agent message (further ones from this device for a minute are only counted)",
 			"device", id, "subject", truncate(m.Subject, 100), "reason", reason, "err", err)

@@ -28,6 +28,7 @@ func setup(t *testing.T, opts intake.Options) env {
 	e := env{srv: srv, store: srv.Store()}
 	opts.Log = natstest.Logger(t)
 	opts.Conn = srv.Conn("intake")
+	opts.Metrics = natstest.Metrics
 	s, err := intake.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +192,7 @@ func TestPacesAtTheEdge(t *testing.T) {
 // MEASURED (BENCHMARKS.md), not asserted.
 func TestBurstCostsOthersNothing(t *testing.T) {
 	e := setup(t, intake.Options{})
-	inv, err := inventory.New(inventory.Options{Log: natstest.Logger(t), Store: e.store})
+	inv, err := inventory.New(inventory.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: e.store})
 	if err != nil {
 		t.Fatal(err)
 	}

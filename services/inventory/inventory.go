@@ -22,14 +22,17 @@ import (
 
 // Options configure the inventory service.
 type Options struct {
-	Log   *slog.Logger // slog.Default() when nil
-	Store *store.Store // required
+	Log *slog.Logger // slog.Default() when nil
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
+	Store   *store.Store // required
 }
 
 // Service applies agent reports to the device records.
 type Service struct {
-	log   *slog.Logger
-	store *store.Store
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	store   *store.Store
 }
 
 // New checks opts and returns a service ready to Run.
@@ -40,7 +43,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Service{log: opts.Log, store: opts.Store}, nil
+	return &Service{metrics: opts.Metrics, log: opts.Log, store: opts.Store}, nil
 }
 
 // ConsumerName is the durable consumer the service reads through.
@@ -51,7 +54,7 @@ const ConsumerName = "inventory"
 // error only when the consumer cannot be set up.
 func (s *Service) Run(ctx context.Context) error {
 	subjects := []string{wire.AllHWReports, wire.AllVersionsInstalled, wire.AllStatuses}
-	return s.store.ConsumeAgent(ctx, s.log, ConsumerName, subjects, s.handle)
+	return s.store.ConsumeAgent(ctx, s.log, s.metrics, ConsumerName, subjects, s.handle)
 }
 
 // handle applies one message. The consumer calls it for one message at a
@@ -174,7 +177,7 @@ func (s *Service) status(ctx context.Context, m store.AgentMessage, st wire.Stat
 		return nil
 	})
 	if err == nil && took > 0 {
-		metrics.InstallDuration.WithLabelValues(string(st.State)).Observe(took.Seconds())
+		s.metrics.InstallTook(string(st.State), took.Seconds())
 	}
 	return err
 }

@@ -25,7 +25,7 @@ type env struct {
 func setup(t *testing.T) env {
 	srv := natstest.Start(t, natstest.Options{})
 	store := srv.Store()
-	s, err := inventory.New(inventory.Options{Log: natstest.Logger(t), Store: store})
+	s, err := inventory.New(inventory.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

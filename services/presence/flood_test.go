@@ -23,17 +23,17 @@ import (
 // dropped and counted.
 func TestFloodDoesNotSlowOthers(t *testing.T) {
 	e := setup(t)
-	p, err := presence.New(presence.Options{Log: natstest.Logger(t), Store: e.store, Conn: e.srv.Conn("presence"), FlushEvery: 100 * time.Millisecond})
+	p, err := presence.New(presence.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: e.store, Conn: e.srv.Conn("presence"), FlushEvery: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	natstest.Run(t, p.Run)
-	inv, err := inventory.New(inventory.Options{Log: natstest.Logger(t), Store: e.store})
+	inv, err := inventory.New(inventory.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: e.store})
 	if err != nil {
 		t.Fatal(err)
 	}
 	natstest.Run(t, inv.Run)
-	in, err := intake.New(intake.Options{Log: natstest.Logger(t), Conn: e.srv.Conn("intake")})
+	in, err := intake.New(intake.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Conn: e.srv.Conn("intake")})
 	if err != nil {
 		t.Fatal(err)
 	}

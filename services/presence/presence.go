@@ -29,6 +29,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/ratelimit"
 	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
@@ -36,8 +37,10 @@ import (
 
 // Options configure the presence service.
 type Options struct {
-	Log   *slog.Logger // slog.Default() when nil
-	Store *store.Store // required
+	Log *slog.Logger // slog.Default() when nil
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
+	Store   *store.Store // required
 	// Conn, in the application account, receives the heartbeats; required.
 	Conn *nats.Conn
 	// SysConn, in the broker's system account, receives its connect and
@@ -71,6 +74,7 @@ const (
 
 // Service tracks which devices are alive.
 type Service struct {
+	metrics    *metrics.Metrics
 	log        *slog.Logger
 	store      *store.Store
 	nc, sys    *nats.Conn
@@ -107,7 +111,7 @@ func New(opts Options) (*Service, error) {
 	if opts.FlushEvery <= 0 {
 		opts.FlushEvery = DefaultFlushEvery
 	}
-	return &Service{
+	return &Service{metrics: opts.Metrics,
 		log: opts.Log, store: opts.Store, nc: opts.Conn, sys: opts.SysConn,
 		account: opts.Account, flushEvery: opts.FlushEvery,
 		in: make(chan input, 1024), devices: map[string]*device{},

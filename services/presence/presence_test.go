@@ -33,7 +33,7 @@ func setup(t *testing.T) env {
 // start runs a presence service; withSys gives it the broker's events.
 func (e env) start(t *testing.T, withSys bool, flushEvery time.Duration) (stop func()) {
 	opts := presence.Options{
-		Log: natstest.Logger(t), Store: e.store, Conn: e.srv.Conn("presence"),
+		Log: natstest.Logger(t), Metrics: natstest.Metrics, Store: e.store, Conn: e.srv.Conn("presence"),
 		Account: natstest.AppAccount, FlushEvery: flushEvery,
 	}
 	if withSys {

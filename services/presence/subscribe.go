@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
-	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -101,20 +100,20 @@ func (s *Service) heartbeat(ctx context.Context, m *nats.Msg) {
 	kind, id, err := wire.ParseSubject(m.Subject)
 	if err != nil || kind != wire.KindHeartbeat {
 		s.log.Warn("dropped heartbeat", "subject", truncate(m.Subject, 100), "err", err)
-		metrics.Dropped(string(wire.KindHeartbeat), "bad_subject")
+		s.metrics.Dropped(string(wire.KindHeartbeat), "bad_subject")
 		return
 	}
 	if ok, warn := s.limiter.Allow(id); !ok {
 		if warn {
 			s.log.Warn("device over its heartbeat rate; dropping its heartbeats", "device", id)
 		}
-		metrics.Dropped(string(kind), "rate_limited")
+		s.metrics.Dropped(string(kind), "rate_limited")
 		return
 	}
 	hb, err := wire.Decode[wire.Heartbeat](m.Data)
 	if err != nil {
 		s.log.Warn("dropped heartbeat", "device", id, "err", err)
-		metrics.Dropped(string(kind), wire.DropReason(err))
+		s.metrics.Dropped(string(kind), wire.DropReason(err))
 		return
 	}
 	s.send(ctx, input{kind: inHeartbeat, device: id, at: at, interval: hb.Interval()})
@@ -131,13 +130,13 @@ func (s *Service) brokerEvent(ctx context.Context, kind inputKind, m *nats.Msg) 
 	}
 	if len(m.Data) > 1<<20 {
 		s.log.Warn("dropped broker event", "subject", m.Subject, "err", "too large")
-		metrics.Dropped(label, "too_large")
+		s.metrics.Dropped(label, "too_large")
 		return
 	}
 	var e clientEvent
 	if err := json.Unmarshal(m.Data, &e); err != nil {
 		s.log.Warn("dropped broker event", "subject", m.Subject, "err", err)
-		metrics.Dropped(label, "bad_json")
+		s.metrics.Dropped(label, "bad_json")
 		return
 	}
 	// The event comes from the system account: its JWT is the broker's
@@ -146,7 +145,7 @@ func (s *Service) brokerEvent(ctx context.Context, kind inputKind, m *nats.Msg) 
 	if !ok {
 		if e.Client.JWT != "" {
 			if _, err := jwt.DecodeUserClaims(e.Client.JWT); err != nil {
-				metrics.Dropped(label, "invalid")
+				s.metrics.Dropped(label, "invalid")
 			}
 		}
 		return

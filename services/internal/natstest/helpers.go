@@ -13,6 +13,7 @@ import (
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/internal/poll"
+	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/store"
 )
 
@@ -94,11 +95,19 @@ func (w *testWriter) stop() {
 	w.mu.Unlock()
 }
 
-// Counter returns the value of a counter or gauge in the default
-// Prometheus registry whose labels include labels; 0 when there is none.
+// registry holds Metrics, which the services under test count in (their
+// Options.Metrics); Counter and Dropped read it.
+var registry = prometheus.NewRegistry()
+
+// Metrics are the metrics the services of a test count in. A test reads
+// the change of a value around what it does, so tests may share them.
+var Metrics = metrics.New(registry)
+
+// Counter returns the value of a counter or gauge of Metrics whose labels
+// include labels; 0 when there is none.
 func Counter(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
+	families, err := registry.Gather()
 	if err != nil {
 		t.Fatalf("gather metrics: %v", err)
 	}
