@@ -227,3 +227,19 @@ func TestNATSConfigNeedsTokens(t *testing.T) {
 		t.Errorf("nats-config with the environment's tokens left %q", names)
 	}
 }
+
+// TestClusterNeedsServerName: the host name is no default for a node of
+// a cluster, as nodes may share a host; the broker refuses to start
+// without --server-name, and makes nothing in the data folder.
+func TestClusterNeedsServerName(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"broker", "--data", data, "--nats", "127.0.0.1:0", "--cluster", "127.0.0.1:0", "--routes", "127.0.0.1:1"},
+		func(string) string { return "" }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--server-name") {
+		t.Errorf("broker --cluster without --server-name: %v, want an error naming --server-name", err)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Errorf("the refused broker made %s", data)
+	}
+}
