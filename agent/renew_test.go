@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thinfleet/thinfleet/broker/brokertest"
+	"github.com/thinfleet/thinfleet/internal/poll"
 	fleetstore "github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -165,11 +166,10 @@ func TestRunWaitsForRenewal(t *testing.T) {
 	// The goroutine that ended before Run returned may still be on its
 	// way out of the scheduler: poll, briefly. Without the tracking, it
 	// waits for its connection's 10s timeout.
-	deadline := time.Now().Add(2 * time.Second)
-	for renewalRunning() {
-		if time.Now().After(deadline) {
-			t.Fatal("a credential renewal still runs after Run returned")
+	poll.Eventually(t, 2*time.Second, "no credential renewal running after Run returned", func() error {
+		if renewalRunning() {
+			return errors.New("a renewal runs")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
