@@ -5,6 +5,7 @@
 package connlimit
 
 import (
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -153,4 +154,14 @@ func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.forget(c.addr) })
 	return err
+}
+
+// ReadFrom is the connection's own, when it has one: a *net.TCPConn sends
+// a file with sendfile(2), which net/http uses for downloads only when the
+// connection it is given has ReadFrom.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }

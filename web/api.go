@@ -1,51 +1,17 @@
 package web
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/thinfleet/thinfleet/fleet"
-	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
 func handleHealth() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-}
-
-func (s *Server) handleDevices() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		devices, err := s.opts.Store.Devices(r.Context())
-		if err != nil {
-			s.internalError(w, err)
-			return
-		}
-		slices.SortFunc(devices, func(a, b fleet.Device) int { return strings.Compare(a.ID, b.ID) })
-		if devices == nil {
-			devices = []fleet.Device{}
-		}
-		writeJSON(w, http.StatusOK, devices)
-	})
-}
-
-func (s *Server) handleDevice() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.opts.Store.Device(r.Context(), r.PathValue("id"))
-		if errors.Is(err, store.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "no device with that id")
-			return
-		}
-		if err != nil {
-			s.internalError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, d)
 	})
 }
 
@@ -107,13 +73,13 @@ func (s *Server) handleHistory() http.Handler {
 			Limit:   1000,
 		}
 		if f.Device != "" && wire.ValidateID(f.Device) != nil {
-			writeError(w, http.StatusBadRequest, "device: "+wire.ErrInvalidID.Error())
+			writeParamError(w, &paramError{"device", wire.ErrInvalidID.Error()})
 			return
 		}
 		if l := q.Get("limit"); l != "" {
 			n, err := strconv.Atoi(l)
 			if err != nil || n < 1 || n > 100000 {
-				writeError(w, http.StatusBadRequest, "limit: want a number from 1 to 100000")
+				writeParamError(w, &paramError{"limit", "want a number from 1 to 100000"})
 				return
 			}
 			f.Limit = n

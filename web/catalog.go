@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -70,4 +71,43 @@ func (s *Server) downloadURL(file string, now time.Time) string {
 		return s.opts.PublicURL + downloadlink.Path(s.opts.LinkKey, file, now.Add(downloadlink.Lifetime))
 	}
 	return s.opts.PublicURL + "/downloads/" + url.PathEscape(file)
+}
+
+func (h *hub) setCatalog(c *fleet.Catalog) {
+	h.mu.Lock()
+	h.catalog = c
+	h.mu.Unlock()
+}
+
+// release returns the release of the catalog that has file, from the
+// hub's copy of the catalog. A file the copy does not have is looked up
+// in the store: the copy follows the bucket within moments, and a
+// release just accepted must not be refused to the first agent offered
+// it in that moment.
+func (h *hub) release(ctx context.Context, file string) (fleet.Release, bool, error) {
+	h.ensure()
+	h.mu.Lock()
+	c := h.catalog
+	h.mu.Unlock()
+	if c != nil {
+		if r, ok := releaseOf(c, file); ok {
+			return r, true, nil
+		}
+	}
+	stored, err := h.store.Catalog(ctx)
+	if err != nil {
+		return fleet.Release{}, false, err
+	}
+	r, ok := releaseOf(&stored, file)
+	return r, ok, nil
+}
+
+// releaseOf returns the release of c whose zip is file.
+func releaseOf(c *fleet.Catalog, file string) (fleet.Release, bool) {
+	for _, r := range c.Releases {
+		if r.File == file {
+			return r, true
+		}
+	}
+	return fleet.Release{}, false
 }

@@ -2,9 +2,12 @@ package web
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
+	"sync"
 	"time"
 )
 
@@ -66,3 +69,73 @@ func (w *movingWriter) FlushError() error {
 }
 
 func (w *movingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom lets net/http send a file with sendfile(2), as http.ServeContent
+// does through io.Copy, while keeping the stall protection. sendfile
+// reports nothing until it is done, and waits for room in the socket's
+// buffer, megabytes on a fast path, in one go: a deadline put once would
+// cut a long download however well it moves. So while it runs, the
+// file's offset, which Linux's sendfile advances as it sends, is looked
+// at every quarter of stall, and the deadline is put stall ahead whenever
+// it moved: a client that keeps reading is never cut, and one that stops
+// is cut within stall and a quarter.
+//
+// Elsewhere than Linux, or from anything but a file, it copies through
+// Write, which moves the deadline itself.
+func (w *movingWriter) ReadFrom(src io.Reader) (int64, error) {
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	f := fileOf(src)
+	if !ok || f == nil || runtime.GOOS != "linux" {
+		return io.Copy(writerOnly{w}, src)
+	}
+	w.extend()
+	stop := w.watchOffset(f)
+	n, err := rf.ReadFrom(src)
+	stop()
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// fileOf returns the file src reads, as the connection's sendfile sees it
+// (a file, or one io.LimitedReader around one), or nil.
+func fileOf(src io.Reader) *os.File {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		src = lr.R
+	}
+	f, _ := src.(*os.File)
+	return f
+}
+
+// watchOffset puts the deadline stall ahead every quarter of stall in
+// which f's offset moved, until stop is called.
+func (w *movingWriter) watchOffset(f *os.File) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(w.stall / 4)
+		defer t.Stop()
+		last, err := f.Seek(0, io.SeekCurrent)
+		for err == nil {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var at int64
+			if at, err = f.Seek(0, io.SeekCurrent); err == nil && at != last {
+				last = at
+				w.extend()
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// writerOnly hides a writer's ReadFrom, so that io.Copy does not call it
+// again.
+type writerOnly struct{ io.Writer }

@@ -24,24 +24,19 @@ func (s *Server) handleDownload() http.Handler {
 		name := r.PathValue("file")
 		if err := s.mayDownload(r, name); err != nil {
 			s.log.Info("download refused", "file", name, "remote", r.RemoteAddr, "reason", err)
-			http.Error(w, "download refused: "+err.Error(), http.StatusForbidden)
+			writeError(w, http.StatusForbidden, "download refused: "+err.Error())
 			return
 		}
-		c, err := s.opts.Store.Catalog(r.Context())
+		rel, ok, err := s.hub.release(r.Context(), name)
 		if err != nil {
 			s.internalError(w, err)
 			return
 		}
-		var sum string
-		for _, rel := range c.Releases {
-			if rel.File == name {
-				sum = rel.SHA256
-			}
-		}
-		if sum == "" {
-			http.Error(w, "no such update", http.StatusNotFound)
+		if !ok || rel.SHA256 == "" {
+			writeError(w, http.StatusNotFound, "no such update")
 			return
 		}
+		sum := rel.SHA256
 		root, err := os.OpenRoot(s.opts.UpdatesDir)
 		if err != nil {
 			s.internalError(w, err)
@@ -50,13 +45,13 @@ func (s *Server) handleDownload() http.Handler {
 		defer root.Close()
 		f, err := root.Open(name)
 		if err != nil {
-			http.Error(w, "no such update", http.StatusNotFound)
+			writeError(w, http.StatusNotFound, "no such update")
 			return
 		}
 		defer f.Close()
 		st, err := f.Stat()
 		if err != nil || !st.Mode().IsRegular() {
-			http.Error(w, "no such update", http.StatusNotFound)
+			writeError(w, http.StatusNotFound, "no such update")
 			return
 		}
 		w.Header().Set("ETag", strconv.Quote(sum))

@@ -45,6 +45,10 @@ type hub struct {
 	list    []fleet.Device          // devices by id; nil when stale
 	subs    map[*subscriber]struct{}
 
+	// catalog is the latest catalog the watch saw; nil until it is
+	// loaded, or when loading it failed.
+	catalog *fleet.Catalog
+
 	enrollments map[string]fleet.Enrollment
 	enrollLoad  map[string]fleet.Enrollment // a fresh watch's initial records
 	enrollList  []fleet.Enrollment          // enrollments by id; nil when stale
@@ -77,11 +81,19 @@ func (h *hub) ensure() {
 		go h.keep("enrollments", func(ctx context.Context) error { return h.store.WatchEnrollments(ctx, h.applyEnrollment) })
 		var catalogOnce, historyOnce sync.Once
 		go h.keep("catalog", func(ctx context.Context) error {
+			var initial *fleet.Catalog
 			return h.store.WatchCatalog(ctx, func(c store.Change[fleet.Catalog]) error {
 				switch {
+				case c.Initial:
+					initial = &c.Value
 				case c.Loaded:
+					if initial == nil {
+						initial = &fleet.Catalog{} // none stored yet
+					}
+					h.setCatalog(initial)
 					h.watching(&catalogOnce, topicCatalog)
-				case !c.Initial:
+				default:
+					h.setCatalog(&c.Value)
 					h.notify(topicCatalog, "")
 				}
 				return nil

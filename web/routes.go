@@ -47,7 +47,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /updates", page(s.handleUpdatesPage()))
 	mux.Handle("GET /downloads", page(s.handleDownloadsPage()))
 	mux.Handle("GET /live", page(s.handleLive()))
-	return holdDeadlines(s.opts.WriteStall, s.log, instrumentHTTP(s.opts.Metrics, secureHeaders(mux)))
+	return holdDeadlines(s.opts.WriteStall, s.log, instrumentHTTP(s.opts.Metrics, secureHeaders(apiErrors(mux))))
 }
 
 // handleStatic serves the dashboard's stylesheet and script. Their URLs

@@ -157,3 +157,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
+
+// writeParamError refuses a request for a query parameter's value, with
+// 400 and the parameter's name.
+func writeParamError(w http.ResponseWriter, err *paramError) {
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error(), "param": err.param})
+}
