@@ -18,10 +18,11 @@ import (
 type versions struct {
 	target string
 	parsed map[string]*version.Version // nil for what does not parse
+	marks  map[string]pages.Mark
 }
 
 func newVersions(target string) *versions {
-	return &versions{target: target, parsed: map[string]*version.Version{}}
+	return &versions{target: target, parsed: map[string]*version.Version{}, marks: map[string]pages.Mark{}}
 }
 
 func (vs *versions) parse(s string) *version.Version {
@@ -35,6 +36,15 @@ func (vs *versions) parse(s string) *version.Version {
 
 // mark says how a device's version stands against the target.
 func (vs *versions) mark(v string) pages.Mark {
+	m, ok := vs.marks[v]
+	if !ok {
+		m = vs.markOf(v)
+		vs.marks[v] = m
+	}
+	return m
+}
+
+func (vs *versions) markOf(v string) pages.Mark {
 	t := vs.parse(vs.target)
 	if vs.target == "" || t == nil {
 		return pages.NoTarget
@@ -75,13 +85,15 @@ func (vs *versions) counts(devices []fleet.Device) []pages.VersionCount {
 	return out
 }
 
-// selectClients returns the devices q selects, in its order.
-func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions) []fleet.Device {
+// selectClients returns the devices q selects, in its order. devices is
+// sorted by id, as the hub gives it; the result points into it.
+func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions) []*fleet.Device {
 	needle := strings.ToLower(q.Q)
-	out := make([]fleet.Device, 0, len(devices))
-	for _, d := range devices {
+	out := make([]*fleet.Device, 0, len(devices))
+	for i := range devices {
+		d := &devices[i]
 		switch {
-		case needle != "" && !strings.Contains(strings.ToLower(d.ID), needle) && !strings.Contains(strings.ToLower(d.Hostname), needle):
+		case needle != "" && !containsFold(d.ID, needle) && !containsFold(d.Hostname, needle):
 		case q.Alive == "alive" && !d.Alive, q.Alive == "notalive" && d.Alive:
 		case q.Version == "none" && d.Version != "":
 		case q.Version != "" && q.Version != "none" && d.Version != q.Version:
@@ -90,54 +102,76 @@ func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions) [
 			out = append(out, d)
 		}
 	}
-	by := columnOrder(q.Sort, vs, out)
-	slices.SortFunc(out, func(a, b fleet.Device) int {
-		c := by(a, b)
+	if q.Sort == "" || q.Sort == "id" {
 		if q.Desc {
-			c = -c
+			slices.Reverse(out)
 		}
-		return cmp.Or(c, strings.Compare(a.ID, b.ID))
+		return out // in id order already
+	}
+	by := columnOrder(q.Sort, vs, out)
+	slices.SortStableFunc(out, func(a, b *fleet.Device) int {
+		if q.Desc {
+			return -by(a, b)
+		}
+		return by(a, b)
 	})
 	return out
 }
 
 // columnOrder is the order of a column of the Clients page, for devices.
-func columnOrder(col string, vs *versions, devices []fleet.Device) func(a, b fleet.Device) int {
+// Ties keep the order they are in (by id: the sort is stable).
+func columnOrder(col string, vs *versions, devices []*fleet.Device) func(a, b *fleet.Device) int {
 	switch col {
 	case "hostname":
-		return func(a, b fleet.Device) int { return strings.Compare(a.Hostname, b.Hostname) }
+		return func(a, b *fleet.Device) int { return strings.Compare(a.Hostname, b.Hostname) }
 	case "os":
-		return func(a, b fleet.Device) int {
+		return func(a, b *fleet.Device) int {
 			return cmp.Or(strings.Compare(a.Hardware.OS, b.Hardware.OS), strings.Compare(a.Hardware.Platform, b.Hardware.Platform),
 				strings.Compare(a.Hardware.PlatformVersion, b.Hardware.PlatformVersion))
 		}
 	case "cpu":
-		return func(a, b fleet.Device) int {
+		return func(a, b *fleet.Device) int {
 			return cmp.Or(strings.Compare(a.Hardware.CPUModel, b.Hardware.CPUModel), cmp.Compare(a.Hardware.CPUCores, b.Hardware.CPUCores))
 		}
 	case "memory":
-		return func(a, b fleet.Device) int { return cmp.Compare(a.Hardware.MemoryTotal, b.Hardware.MemoryTotal) }
+		return func(a, b *fleet.Device) int { return cmp.Compare(a.Hardware.MemoryTotal, b.Hardware.MemoryTotal) }
 	case "disk":
-		return func(a, b fleet.Device) int { return cmp.Compare(diskTotal(a), diskTotal(b)) }
+		total := make(map[*fleet.Device]uint64, len(devices))
+		for _, d := range devices {
+			total[d] = diskTotal(d)
+		}
+		return func(a, b *fleet.Device) int { return cmp.Compare(total[a], total[b]) }
 	case "addresses":
-		first := make(map[string]string, len(devices))
+		first := make(map[*fleet.Device]string, len(devices))
 		for _, d := range devices {
 			if as := pages.Addresses(d.Hardware); len(as) > 0 {
-				first[d.ID] = as[0]
+				first[d] = as[0]
 			}
 		}
-		return func(a, b fleet.Device) int { return strings.Compare(first[a.ID], first[b.ID]) }
+		return func(a, b *fleet.Device) int { return strings.Compare(first[a], first[b]) }
 	case "version":
-		return func(a, b fleet.Device) int { return vs.compare(a.Version, b.Version) }
+		// A fleet runs a handful of versions: rank them once.
+		var distinct []string
+		for _, d := range devices {
+			if !slices.Contains(distinct, d.Version) {
+				distinct = append(distinct, d.Version)
+			}
+		}
+		slices.SortFunc(distinct, vs.compare)
+		rank := make(map[string]int, len(distinct))
+		for i, v := range distinct {
+			rank[v] = i
+		}
+		return func(a, b *fleet.Device) int { return cmp.Compare(rank[a.Version], rank[b.Version]) }
 	case "status":
-		return func(a, b fleet.Device) int { return cmp.Compare(b2i(a.Alive), b2i(b.Alive)) }
+		return func(a, b *fleet.Device) int { return cmp.Compare(b2i(a.Alive), b2i(b.Alive)) }
 	case "seen":
-		return func(a, b fleet.Device) int { return a.LastSeen.Compare(b.LastSeen) }
+		return func(a, b *fleet.Device) int { return a.LastSeen.Compare(b.LastSeen) }
 	}
-	return func(a, b fleet.Device) int { return strings.Compare(a.ID, b.ID) }
+	return func(a, b *fleet.Device) int { return strings.Compare(a.ID, b.ID) }
 }
 
-func diskTotal(d fleet.Device) uint64 {
+func diskTotal(d *fleet.Device) uint64 {
 	disk, _ := pages.MainDisk(d.Hardware)
 	return disk.Total
 }

@@ -43,6 +43,7 @@ type hub struct {
 	devices map[string]fleet.Device
 	loading map[string]fleet.Device // a fresh watch's initial records
 	list    []fleet.Device          // devices by id; nil when stale
+	ids     []string                // the ids of devices, sorted; nil when one came or went
 	subs    map[*subscriber]struct{}
 
 	// catalog is the latest catalog the watch saw; nil until it is
@@ -168,7 +169,7 @@ func (h *hub) apply(u store.Change[fleet.Device]) error {
 		return nil
 	case u.Loaded:
 		first := h.devices == nil
-		h.devices, h.loading, h.list = h.loading, nil, nil
+		h.devices, h.loading, h.list, h.ids = h.loading, nil, nil, nil
 		if h.devices == nil {
 			h.devices = map[string]fleet.Device{}
 		}
@@ -180,9 +181,13 @@ func (h *hub) apply(u store.Change[fleet.Device]) error {
 		return nil
 	case u.Deleted:
 		delete(h.devices, id)
+		h.ids = nil
 	default:
 		old, had := h.devices[id]
 		h.devices[id] = u.Value
+		if !had {
+			h.ids = nil
+		}
 		if had && onlySeen(old, u.Value) {
 			h.list = nil
 			for s := range h.subs {
@@ -268,11 +273,19 @@ func (h *hub) Devices(ctx context.Context) ([]fleet.Device, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.list == nil {
-		h.list = make([]fleet.Device, 0, len(h.devices))
-		for _, d := range h.devices {
-			h.list = append(h.list, d)
+		// A device's change leaves the order as it was: sort only when
+		// one came or went.
+		if h.ids == nil {
+			h.ids = make([]string, 0, len(h.devices))
+			for id := range h.devices {
+				h.ids = append(h.ids, id)
+			}
+			slices.Sort(h.ids)
 		}
-		slices.SortFunc(h.list, func(a, b fleet.Device) int { return strings.Compare(a.ID, b.ID) })
+		h.list = make([]fleet.Device, len(h.ids))
+		for i, id := range h.ids {
+			h.list[i] = h.devices[id]
+		}
 	}
 	return h.list, nil
 }

@@ -135,7 +135,7 @@ func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fl
 	v.Query.Page = min(q.Page, v.Pages)
 	from := (v.Query.Page - 1) * q.Per
 	for _, d := range sel[from:min(from+q.Per, len(sel))] {
-		v.Rows = append(v.Rows, pages.ClientRow{Device: d, Mark: vs.mark(d.Version), Revoked: revoked[d.ID]})
+		v.Rows = append(v.Rows, pages.ClientRow{Device: *d, Mark: vs.mark(d.Version), Revoked: revoked[d.ID]})
 	}
 	for _, c := range vs.counts(devices) {
 		if c.Version != "" {
