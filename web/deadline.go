@@ -4,10 +4,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
-	"runtime"
-	"sync"
 	"time"
 )
 
@@ -71,31 +70,60 @@ func (w *movingWriter) FlushError() error {
 func (w *movingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // ReadFrom lets net/http send a file with sendfile(2), as http.ServeContent
-// does through io.Copy, while keeping the stall protection. sendfile
-// reports nothing until it is done, and waits for room in the socket's
-// buffer, megabytes on a fast path, in one go: a deadline put once would
-// cut a long download however well it moves. So while it runs, the
-// file's offset, which Linux's sendfile advances as it sends, is looked
-// at every quarter of stall, and the deadline is put stall ahead whenever
-// it moved: a client that keeps reading is never cut, and one that stops
-// is cut within stall and a quarter.
+// does through io.Copy, while keeping the stall protection.
 //
-// Elsewhere than Linux, or from anything but a file, it copies through
-// Write, which moves the deadline itself.
+// sendfile reports nothing until it is done, and the kernel wakes a
+// writer only once a third of the socket's buffer (megabytes, once it has
+// grown) has drained: one deadline put stall ahead would cut a slow
+// download that keeps moving. So each call gets a short deadline, a tick;
+// when it runs out, sendfile has sent what it could and says how much,
+// and the next call sends whatever room the client made meanwhile. Only
+// when nothing at all went out for stall does the download end, as a cut
+// Write does: a client that keeps reading is never cut, one that stops is
+// cut within stall and a tick.
+//
+// A call is repeated only when it took from the file exactly what it
+// reported sent, so nothing read can be lost: a connection that copies
+// (TLS, or no sendfile) instead fails as a Write would.
 func (w *movingWriter) ReadFrom(src io.Reader) (int64, error) {
 	rf, ok := w.ResponseWriter.(io.ReaderFrom)
 	f := fileOf(src)
-	if !ok || f == nil || runtime.GOOS != "linux" {
+	if !ok || f == nil {
 		return io.Copy(writerOnly{w}, src)
 	}
-	w.extend()
-	stop := w.watchOffset(f)
-	n, err := rf.ReadFrom(src)
-	stop()
-	if err != nil && w.err == nil {
-		w.err = err
+	lr, ok := src.(*io.LimitedReader)
+	if !ok {
+		lr = &io.LimitedReader{R: f, N: math.MaxInt64}
 	}
-	return n, err
+	tick := max(w.stall/8, 10*time.Millisecond)
+	var total int64
+	moved := time.Now()
+	for {
+		start := time.Now()
+		_ = w.rc.SetWriteDeadline(start.Add(tick))
+		from, serr := f.Seek(0, io.SeekCurrent)
+		n, err := rf.ReadFrom(lr) // advances lr.N and f's offset by what it sent
+		total += n
+		if n > 0 {
+			moved = time.Now()
+		}
+		if err == nil {
+			w.extend()
+			return total, nil
+		}
+		to, terr := f.Seek(0, io.SeekCurrent)
+		again := errors.Is(err, os.ErrDeadlineExceeded) &&
+			serr == nil && terr == nil && to-from == n && // nothing read was lost
+			time.Since(start) >= tick/2 && // the deadline ran out here, not before
+			time.Since(moved) < w.stall
+		if !again {
+			if w.err == nil {
+				w.err = err
+			}
+			w.extend()
+			return total, err
+		}
+	}
 }
 
 // fileOf returns the file src reads, as the connection's sendfile sees it
@@ -106,34 +134,6 @@ func fileOf(src io.Reader) *os.File {
 	}
 	f, _ := src.(*os.File)
 	return f
-}
-
-// watchOffset puts the deadline stall ahead every quarter of stall in
-// which f's offset moved, until stop is called.
-func (w *movingWriter) watchOffset(f *os.File) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(w.stall / 4)
-		defer t.Stop()
-		last, err := f.Seek(0, io.SeekCurrent)
-		for err == nil {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			var at int64
-			if at, err = f.Seek(0, io.SeekCurrent); err == nil && at != last {
-				last = at
-				w.extend()
-			}
-		}
-	})
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }
 
 // writerOnly hides a writer's ReadFrom, so that io.Copy does not call it
