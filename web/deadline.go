@@ -95,6 +95,16 @@ func (w *movingWriter) ReadFrom(src io.Reader) (int64, error) {
 	if !ok {
 		lr = &io.LimitedReader{R: f, N: math.MaxInt64}
 	}
+	// The headers go out first, under the whole stall as any Write: a
+	// short deadline must never cut them half way, which would poison the
+	// response's buffer under the body that sendfile sends.
+	w.extend()
+	if err := w.rc.Flush(); err != nil {
+		if w.err == nil {
+			w.err = err
+		}
+		return 0, err
+	}
 	tick := max(w.stall/8, 10*time.Millisecond)
 	var total int64
 	moved := time.Now()
