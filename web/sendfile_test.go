@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/thinfleet/thinfleet/connlimit"
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/internal/poll"
 )
 
 // fileCountingConn counts the bytes the connection sends with ReadFrom
@@ -148,8 +150,10 @@ func TestDownloadFollowsCatalog(t *testing.T) {
 	if got := get("a-2.0.zip"); got != 200 {
 		t.Fatalf("a-2.0.zip just accepted: %d, want 200", got)
 	}
-	eventually(t, 10*time.Second, "a-1.0.zip refused once the catalog dropped it", func() (bool, string) {
-		got := get("a-1.0.zip")
-		return got == 404, http.StatusText(got)
+	poll.Eventually(t, 10*time.Second, "a-1.0.zip refused once the catalog dropped it", func() error {
+		if got := get("a-1.0.zip"); got != 404 {
+			return fmt.Errorf("%d %s", got, http.StatusText(got))
+		}
+		return nil
 	})
 }
