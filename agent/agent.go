@@ -27,7 +27,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,8 +96,10 @@ type Agent struct {
 	key   ed25519.PublicKey // the publisher's; nil installs unsigned releases too
 	dirs  layout
 	store *store
-	out   *outbox
-	http  *http.Client
+	// session queues the reports and sends heartbeats: the protocol part
+	// of the agent, which thinfleet-sim runs too.
+	session *Session
+	http    *http.Client
 
 	reportNow chan struct{} // asks the reporter for hardware and version now
 	// authFailures counts the broker's refusals of the credentials since
@@ -184,7 +185,7 @@ func New(opts Options) (*Agent, error) {
 		key:       key,
 		dirs:      newLayout(dir),
 		store:     st,
-		out:       newOutbox(log),
+		session:   &Session{id: id, log: log, out: newOutbox(log)},
 		http:      httpClient,
 		reportNow: make(chan struct{}, 1),
 		wake:      make(chan struct{}, 1),
@@ -237,7 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		"signed_releases_only", a.key != nil)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { a.out.run(gctx, js, nc.IsConnected); return nil })
+	g.Go(func() error { a.session.out.run(gctx, js, nc.IsConnected); return nil })
 	g.Go(func() error { a.heartbeats(gctx, nc); return nil })
 	g.Go(func() error { a.reporter(gctx); return nil })
 	g.Go(func() error { a.installer(gctx); return nil })
@@ -246,7 +247,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// A last try at what is still queued (a failed or installed status),
 	// bounded so that shutdown never hangs on an unreachable server.
 	if nc.IsConnected() {
-		a.out.flush(js, shutdownFlush)
+		a.session.out.flush(js, shutdownFlush)
 	}
 	a.log.Info("agent stopped")
 	return err
@@ -273,8 +274,7 @@ func (a *Agent) heartbeats(ctx context.Context, nc *nats.Conn) {
 	for {
 		if nc.IsConnected() {
 			seq++
-			data, _ := json.Marshal(wire.Heartbeat{IntervalMS: a.opts.Heartbeat.Milliseconds(), Seq: seq})
-			if err := nc.Publish(wire.HeartbeatSubject(a.id), data); err != nil {
+			if err := a.session.Heartbeat(nc, a.opts.Heartbeat, seq); err != nil {
 				a.log.Debug("heartbeat not sent", "err", err)
 			}
 		}

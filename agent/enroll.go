@@ -177,13 +177,19 @@ func redactedServers(servers string) string {
 // enrollOnce asks the server for the agent's user JWT, signing in to the
 // enrollment account with the key the enrollment token derives.
 func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, error) {
-	account, err := wire.EnrollAccountKey(a.opts.EnrollToken)
+	hw, _ := os.Hostname()
+	return enroll(ctx, EnrollOptions{Server: a.opts.Server, Token: a.opts.EnrollToken, ID: a.id, Hostname: hw, CA: a.opts.CA}, user)
+}
+
+// enroll is one enrollment request for o.ID with user's public key.
+func enroll(ctx context.Context, o EnrollOptions, user nkeys.KeyPair) (string, error) {
+	account, err := wire.EnrollAccountKey(o.Token)
 	if err != nil {
 		return "", err
 	}
 	userPub, _ := user.PublicKey()
 	uc := jwt.NewUserClaims(userPub)
-	uc.Name = a.id
+	uc.Name = o.ID
 	uc.Expires = time.Now().Add(10 * time.Minute).Unix()
 	enrollJWT, err := uc.Encode(account)
 	if err != nil {
@@ -191,13 +197,13 @@ func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, err
 	}
 	seed, _ := user.Seed()
 	opts := []nats.Option{
-		nats.Name(a.id), nats.UserJWTAndSeed(enrollJWT, string(seed)), nats.NoReconnect(),
+		nats.Name(o.ID), nats.UserJWTAndSeed(enrollJWT, string(seed)), nats.NoReconnect(),
 		nats.Timeout(10 * time.Second), nats.SetCustomDialer(ctxDialer{ctx, 10 * time.Second}),
 	}
-	if a.opts.CA != "" {
-		opts = append(opts, nats.RootCAs(a.opts.CA))
+	if o.CA != "" {
+		opts = append(opts, nats.RootCAs(o.CA))
 	}
-	nc, err := nats.Connect(a.opts.Server, opts...)
+	nc, err := nats.Connect(o.Server, opts...)
 	if err != nil && isAuthError(err) {
 		return "", fmt.Errorf("%w: %w", errTokenRefused, err)
 	}
@@ -205,11 +211,10 @@ func (a *Agent) enrollOnce(ctx context.Context, user nkeys.KeyPair) (string, err
 		return "", fmt.Errorf("connect to enroll: %w", err)
 	}
 	defer nc.Close()
-	hw, _ := os.Hostname()
-	req, _ := json.Marshal(wire.EnrollRequest{PublicKey: userPub, Hostname: truncateString(hw, 255)})
+	req, _ := json.Marshal(wire.EnrollRequest{PublicKey: userPub, Hostname: truncateString(o.Hostname, 255)})
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	msg, err := nc.RequestWithContext(rctx, wire.EnrollSubject(a.id), req)
+	msg, err := nc.RequestWithContext(rctx, wire.EnrollSubject(o.ID), req)
 	if err != nil {
 		return "", fmt.Errorf("enrollment request: %w", err)
 	}

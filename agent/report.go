@@ -34,7 +34,7 @@ func (a *Agent) reporter(ctx context.Context) {
 		if changed && !lastSent.IsZero() {
 			a.log.Info("hardware changed")
 		}
-		send(a.out, wire.HWReportSubject(a.id), wire.HWReport{Hardware: hw, AgentVersion: a.opts.AgentVersion}, kindLatest)
+		a.session.ReportHardware(hw, a.opts.AgentVersion)
 		last, lastSent = hw, time.Now()
 	}
 	for {
@@ -63,15 +63,10 @@ func (a *Agent) collectHardware(ctx context.Context) wire.Hardware {
 // reportVersion sends the installed version as state.json records it.
 func (a *Agent) reportVersion() {
 	st := a.store.get()
-	send(a.out, wire.VersionInstalledSubject(a.id), wire.VersionInstalled{Version: st.Version, PreviousVersion: st.PreviousVersion}, kindLatest)
+	a.session.ReportVersion(st.Version, st.PreviousVersion)
 }
 
 // status sends one step of an install.
 func (a *Agent) status(s wire.Status) {
-	s.Detail = validHead(s.Detail, wire.MaxDetail)
-	kind := kindStatus
-	if s.Progress {
-		kind = kindProgress
-	}
-	send(a.out, wire.StatusSubject(a.id), s, kind)
+	a.session.Status(s)
 }

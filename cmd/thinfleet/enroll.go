@@ -23,6 +23,7 @@ type enrollConfig struct {
 	// approve keeps new agents pending until an operator approves.
 	approve bool
 	metrics *metrics.Metrics
+	limits  enrollLimits
 }
 
 // startEnroll builds the enrollment service. It signs agent credentials
@@ -58,7 +59,7 @@ func startEnroll(ctx context.Context, d dialer, o enrollConfig, log *slog.Logger
 	}
 	s, err := enroll.New(enroll.Options{
 		Log: log, Metrics: o.metrics, Store: store, Conn: nc, Revoker: revoker, Approve: o.approve,
-		SysConn: sys, EnrollAccount: enrollAccount,
+		SysConn: sys, EnrollAccount: enrollAccount, Rate: o.limits.rate, Burst: o.limits.burst,
 		Issue: func(id, userKey string) (string, error) { return broker.AgentJWT(signer, account, id, userKey) },
 	})
 	if err != nil {
@@ -72,10 +73,11 @@ type enrollOptions struct {
 	client  *clientFlags
 	approve *bool
 	ops     *string
+	limits  *enrollLimits
 }
 
 func enrollFlags(fs *flag.FlagSet) func(context.Context, env) error {
-	o := enrollOptions{client: clientFlagsOn(fs), approve: approveFlag(fs), ops: opsFlag(fs)}
+	o := enrollOptions{client: clientFlagsOn(fs), approve: approveFlag(fs), ops: opsFlag(fs), limits: enrollLimitsOn(fs)}
 	return func(ctx context.Context, e env) error { return runEnroll(ctx, o, e) }
 }
 
@@ -87,7 +89,7 @@ func runEnroll(ctx context.Context, o enrollOptions, e env) error {
 	}
 	log := e.log.With("service", "enroll")
 	reg := metrics.NewRegistry()
-	c := enrollConfig{serviceToken: o.client.serviceToken, enrollToken: e.getenv("THINFLEET_ENROLL_TOKEN"), approve: *o.approve, metrics: metrics.New(reg)}
+	c := enrollConfig{serviceToken: o.client.serviceToken, enrollToken: e.getenv("THINFLEET_ENROLL_TOKEN"), approve: *o.approve, metrics: metrics.New(reg), limits: *o.limits}
 	run, err := startEnroll(ctx, d, c, log)
 	if err != nil {
 		return err

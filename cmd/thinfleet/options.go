@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/thinfleet/thinfleet/services/enroll"
 )
 
 // Every command has its own options, filled by its own flag.FlagSet made
@@ -185,6 +187,20 @@ func tlsFlagsOn(fs *flag.FlagSet) *tlsFlags {
 // approveFlag keeps new agents pending until an operator approves.
 func approveFlag(fs *flag.FlagSet) *bool {
 	return fs.Bool("approve-devices", false, "keep new agents pending until an operator approves them (thinfleet devices approve ID)")
+}
+
+// enrollLimits bound how many new devices enroll per second
+// (services/enroll's defaults unless raised, for benchmarks).
+type enrollLimits struct {
+	rate  float64
+	burst int
+}
+
+func enrollLimitsOn(fs *flag.FlagSet) *enrollLimits {
+	var l enrollLimits
+	fs.Float64Var(&l.rate, "enroll-rate", enroll.DefaultRate, "most new devices enrolled per second (raise it to enroll a simulated fleet at once)")
+	fs.IntVar(&l.burst, "enroll-burst", enroll.DefaultBurst, "most new devices enrolled at once before --enroll-rate applies")
+	return &l
 }
 
 // opsFlag is the address of a process's /metrics, /healthz and /readyz.

@@ -39,12 +39,14 @@ type serverOptions struct {
 	publicURL *string
 	publisher *publisherKey
 	approve   *bool
+	limits    *enrollLimits
 }
 
 func serverFlags(fs *flag.FlagSet) func(context.Context, env) error {
 	o := serverOptions{
 		data: dataFlag(fs), updates: updatesFlagsOn(fs), http: httpFlagsOn(fs), nats: listenFlagsOn(fs),
 		tls: tlsFlagsOn(fs), publicURL: publicURLFlag(fs), publisher: publisherKeyFlag(fs), approve: approveFlag(fs),
+		limits: enrollLimitsOn(fs),
 	}
 	return func(ctx context.Context, e env) error { return runServer(ctx, o, e) }
 }
@@ -90,7 +92,7 @@ func runServer(ctx context.Context, o serverOptions, e env) error {
 		}
 		runs = append(runs, start)
 	}
-	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve, metrics: m}, log.With("service", "enroll"))
+	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve, metrics: m, limits: *o.limits}, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
@@ -157,12 +159,13 @@ type brokerOptions struct {
 	ops     *string
 	cluster *clusterFlags
 	approve *bool
+	limits  *enrollLimits
 }
 
 func brokerFlags(fs *flag.FlagSet) func(context.Context, env) error {
 	o := brokerOptions{
 		data: dataFlag(fs), nats: listenFlagsOn(fs), tls: tlsFlagsOn(fs), ops: opsFlag(fs),
-		cluster: clusterFlagsOn(fs), approve: approveFlag(fs),
+		cluster: clusterFlagsOn(fs), approve: approveFlag(fs), limits: enrollLimitsOn(fs),
 	}
 	return func(ctx context.Context, e env) error { return runBroker(ctx, o, e) }
 }
@@ -188,7 +191,7 @@ func runBroker(ctx context.Context, o brokerOptions, e env) error {
 	}
 	defer b.Shutdown()
 	g, gctx := errgroup.WithContext(ctx)
-	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve, metrics: m}, log.With("service", "enroll"))
+	enrollRun, err := startEnroll(gctx, d, enrollConfig{serviceToken: sec.service, enrollToken: sec.enroll, approve: *o.approve, metrics: m, limits: *o.limits}, log.With("service", "enroll"))
 	if err != nil {
 		return err
 	}
