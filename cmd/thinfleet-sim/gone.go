@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// group is the agents the silent and disconnect scenarios use: the first
+// --group of them.
+func (s *simulation) group() []*simAgent {
+	return s.f.agents[:min(s.o.group, len(s.f.agents))]
+}
+
+// untilNotAlive polls the API until it shows every agent of g notAlive.
+func (s *simulation) untilNotAlive(ctx context.Context, g []*simAgent, since time.Time, figs *goneFigs) error {
+	err := s.waitFor(ctx, fmt.Sprintf("the API showing %d agents notAlive", len(g)), 50*time.Millisecond, func() (bool, string) {
+		n, err := s.api.aliveOf(ctx, g)
+		if err != nil {
+			return false, err.Error()
+		}
+		figs.Polls++
+		figs.StillAlive = n
+		return n == 0, fmt.Sprintf("%d still alive", n)
+	})
+	figs.AllNotAlive = round3(time.Since(since).Seconds())
+	return err
+}
+
+// silent stops the group's heartbeats, their connections left open, and
+// measures until the API shows them notAlive; then they heartbeat again
+// and the API must show them alive.
+func (s *simulation) silent(ctx context.Context) error {
+	g := s.group()
+	figs := &goneFigs{Group: len(g)}
+	s.res.Silent = figs
+	start := time.Now()
+	for _, a := range g {
+		a.silent.Store(true)
+	}
+	err := s.untilNotAlive(ctx, g, start, figs)
+	s.progress("silent agents notAlive", "group", len(g), "seconds", figs.AllNotAlive, "still_alive", figs.StillAlive)
+	for _, a := range g {
+		a.silent.Store(false)
+		a.heartbeat()
+	}
+	if werr := s.waitFor(ctx, "the silent agents alive again", 250*time.Millisecond, func() (bool, string) {
+		n, err := s.api.aliveOf(ctx, g)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n == len(g), fmt.Sprintf("%d of %d alive", n, len(g))
+	}); werr != nil && err == nil {
+		err = werr
+	}
+	return err
+}
+
+// disconnect closes the group's connections at once and measures until
+// the API shows them notAlive.
+func (s *simulation) disconnect(ctx context.Context) error {
+	g := s.group()
+	figs := &goneFigs{Group: len(g)}
+	s.res.Disconnect = figs
+	start := time.Now()
+	parallel(ctx, g, 256, func(a *simAgent) { a.close() })
+	s.progress("connections closed", "group", len(g), "seconds", round3(time.Since(start).Seconds()))
+	err := s.untilNotAlive(ctx, g, start, figs)
+	s.progress("disconnected agents notAlive", "group", len(g), "seconds", figs.AllNotAlive, "still_alive", figs.StillAlive)
+	return err
+}
