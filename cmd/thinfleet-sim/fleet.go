@@ -52,9 +52,7 @@ type simAgent struct {
 	index int
 	id    string
 	creds string
-	sess  *agent.Session
-	nc    *nats.Conn
-	stop  context.CancelFunc // ends the session's delivery
+	live  atomic.Pointer[live] // nil until started
 	seq   atomic.Int64
 	// silent stops heartbeats while the connection stays open; closed is
 	// set once the connection is closed on purpose.
@@ -66,6 +64,13 @@ type simAgent struct {
 	offered   map[string]time.Time // version → when its first offer arrived
 	dl        map[string]download  // version → the download of it
 	urls      map[string]string    // version → the link of its last offer
+}
+
+// live is a started agent's connection and session.
+type live struct {
+	sess *agent.Session
+	nc   *nats.Conn
+	stop context.CancelFunc // ends the session's delivery
 }
 
 // download is one agent's fetch of an offered zip.
@@ -231,12 +236,11 @@ func (a *simAgent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.sess = sess
 	a.closed.Store(false)
 	a.silent.Store(false)
 	nc, err := agent.Dial(agent.DialOptions{
 		Server: a.f.natsURL, ID: a.id, Credentials: a.creds, Log: a.f.log,
-		OnConnect: a.report,
+		OnConnect: func() { a.report(sess) },
 	})
 	if err != nil {
 		return err
@@ -245,9 +249,8 @@ func (a *simAgent) start(ctx context.Context) error {
 		nc.Close()
 		return fmt.Errorf("subscribe to offers: %w", err)
 	}
-	a.nc = nc
 	dctx, cancel := context.WithCancel(ctx)
-	a.stop = cancel
+	a.live.Store(&live{sess: sess, nc: nc, stop: cancel})
 	a.f.wg.Add(1)
 	go func() {
 		defer a.f.wg.Done()
@@ -261,12 +264,12 @@ func (a *simAgent) start(ctx context.Context) error {
 
 // report queues the hardware and version reports, as the agent does at
 // every (re)connect.
-func (a *simAgent) report() {
+func (a *simAgent) report(sess *agent.Session) {
 	a.mu.Lock()
 	v := a.installed
 	a.mu.Unlock()
-	a.sess.ReportHardware(simHardware(a.id, a.index), simAgentVersion)
-	a.sess.ReportVersion(v, "")
+	sess.ReportHardware(simHardware(a.id, a.index), simAgentVersion)
+	sess.ReportVersion(v, "")
 }
 
 func simHardware(id string, i int) wire.Hardware {
@@ -280,10 +283,11 @@ func simHardware(id string, i int) wire.Hardware {
 // heartbeat sends the agent's next heartbeat unless it is silent or
 // closed.
 func (a *simAgent) heartbeat() {
-	if a.silent.Load() || a.closed.Load() || a.nc == nil || !a.nc.IsConnected() {
+	l := a.live.Load()
+	if a.silent.Load() || a.closed.Load() || l == nil || !l.nc.IsConnected() {
 		return
 	}
-	if err := a.sess.Heartbeat(a.nc, a.f.opts.heartbeat, a.seq.Add(1)); err != nil {
+	if err := l.sess.Heartbeat(l.nc, a.f.opts.heartbeat, a.seq.Add(1)); err != nil {
 		a.f.log.Debug("heartbeat not sent", "device", a.id, "err", err)
 	}
 }
@@ -293,11 +297,9 @@ func (a *simAgent) close() {
 	if a.closed.Swap(true) {
 		return
 	}
-	if a.stop != nil {
-		a.stop()
-	}
-	if a.nc != nil {
-		a.nc.Close()
+	if l := a.live.Load(); l != nil {
+		l.stop()
+		l.nc.Close()
 	}
 }
 
@@ -355,11 +357,15 @@ func (a *simAgent) offer(ctx context.Context, o wire.Offer, at time.Time) {
 	if !a.f.rollout.Load() || a.running != "" || !wire.Newer(o.Version, a.installed) {
 		return
 	}
+	l := a.live.Load()
+	if l == nil {
+		return
+	}
 	a.running = o.Version
 	a.f.wg.Add(1)
 	go func() {
 		defer a.f.wg.Done()
-		a.install(ctx, o)
+		a.install(ctx, l.sess, o)
 	}()
 }
 
@@ -367,8 +373,8 @@ func (a *simAgent) offer(ctx context.Context, o wire.Offer, at time.Time) {
 // sha256, and reports each step and the new version as the agent does.
 // The zip is hashed as it streams, not kept: extracting and running a
 // command are the agent's tests' business, not the fleet's load.
-func (a *simAgent) install(ctx context.Context, o wire.Offer) {
-	a.sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateDownloading, BytesTotal: o.Size})
+func (a *simAgent) install(ctx context.Context, sess *agent.Session, o wire.Offer) {
+	sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateDownloading, BytesTotal: o.Size})
 	d := download{start: time.Now()}
 	err := fetchVerified(ctx, a.f.http, o.URL, o.Size, o.SHA256)
 	d.end = time.Now()
@@ -383,13 +389,13 @@ func (a *simAgent) install(ctx context.Context, o wire.Offer) {
 	a.running = ""
 	a.mu.Unlock()
 	if err != nil {
-		a.sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateFailed, Detail: err.Error()})
+		sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateFailed, Detail: err.Error()})
 		return
 	}
-	a.sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateVerifying, BytesTotal: o.Size})
-	a.sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateInstalling})
-	a.sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateInstalled})
-	a.sess.ReportVersion(o.Version, prev)
+	sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateVerifying, BytesTotal: o.Size})
+	sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateInstalling})
+	sess.Status(wire.Status{OfferID: o.ID, Version: o.Version, State: wire.StateInstalled})
+	sess.ReportVersion(o.Version, prev)
 }
 
 // fetchVerified GETs url and checks that it is size bytes with the given

@@ -202,7 +202,7 @@ func (s *simulation) connect(ctx context.Context) error {
 	s.f.connect(ctx, s.f.agents)
 	n := 0
 	for _, a := range s.f.agents {
-		if a.nc != nil && a.nc.IsConnected() {
+		if l := a.live.Load(); l != nil && l.nc.IsConnected() {
 			n++
 		}
 	}
