@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -56,6 +57,10 @@ type holdFigs struct {
 	Samples  int     `json:"samples"`
 	CPU      float64 `json:"server_cpu"`
 	RSSMiB   float64 `json:"server_rss_mib"`
+	// SimCPU and SimRSSMiB are the simulator's own, so that a reader can
+	// tell whether it, sharing the machine, was the limit.
+	SimCPU    float64 `json:"sim_cpu"`
+	SimRSSMiB float64 `json:"sim_rss_mib"`
 }
 
 type apiFigs struct {
@@ -230,6 +235,7 @@ func (s *simulation) hold(ctx context.Context) error {
 	if s.srv != nil {
 		before, _ = readProc(s.srv.pid())
 	}
+	self0, _ := readProc(os.Getpid())
 	start := time.Now()
 	var firstErr error
 	for time.Since(start) < s.o.hold && ctx.Err() == nil {
@@ -247,6 +253,9 @@ func (s *simulation) hold(ctx context.Context) error {
 		}
 	}
 	h.Seconds = round3(time.Since(start).Seconds())
+	if self1, err := readProc(os.Getpid()); err == nil {
+		h.SimCPU, h.SimRSSMiB = round3(cpuShare(self0, self1)), mib(self1.rss)
+	}
 	if s.srv != nil {
 		after, err := readProc(s.srv.pid())
 		if err == nil {
@@ -255,7 +264,8 @@ func (s *simulation) hold(ctx context.Context) error {
 			s.res.Server.CPUHeartbeating, s.res.Server.RSSMiB = h.CPU, h.RSSMiB
 		}
 	}
-	s.progress("held", "alive_min", h.AliveMin, "alive_end", h.AliveEnd, "server_cpu", h.CPU, "server_rss_mib", h.RSSMiB)
+	s.progress("held", "alive_min", h.AliveMin, "alive_end", h.AliveEnd, "server_cpu", h.CPU, "server_rss_mib", h.RSSMiB,
+		"sim_cpu", h.SimCPU, "sim_rss_mib", h.SimRSSMiB)
 	if h.AliveMin < len(s.f.agents) {
 		return fmt.Errorf("the API showed only %d of %d heartbeating agents alive at one sample", h.AliveMin, len(s.f.agents))
 	}
