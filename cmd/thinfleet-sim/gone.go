@@ -12,6 +12,19 @@ func (s *simulation) group() []*simAgent {
 	return s.f.agents[:min(s.o.group, len(s.f.agents))]
 }
 
+// allAlive waits until the API shows every agent of g alive: a group
+// measured going notAlive must start alive, or the figure would time the
+// server catching up rather than noticing.
+func (s *simulation) allAlive(ctx context.Context, g []*simAgent, what string) error {
+	return s.waitFor(ctx, what, 250*time.Millisecond, func() (bool, string) {
+		n, err := s.api.aliveOf(ctx, g)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n == len(g), fmt.Sprintf("%d of %d alive", n, len(g))
+	})
+}
+
 // untilNotAlive polls the API until it shows every agent of g notAlive.
 func (s *simulation) untilNotAlive(ctx context.Context, g []*simAgent, since time.Time, figs *goneFigs) error {
 	err := s.waitFor(ctx, fmt.Sprintf("the API showing %d agents notAlive", len(g)), 50*time.Millisecond, func() (bool, string) {
@@ -34,6 +47,9 @@ func (s *simulation) silent(ctx context.Context) error {
 	g := s.group()
 	figs := &goneFigs{Group: len(g)}
 	s.res.Silent = figs
+	if err := s.allAlive(ctx, g, "the group alive before it goes silent"); err != nil {
+		return err
+	}
 	start := time.Now()
 	for _, a := range g {
 		a.silent.Store(true)
@@ -44,13 +60,7 @@ func (s *simulation) silent(ctx context.Context) error {
 		a.silent.Store(false)
 		a.heartbeat()
 	}
-	if werr := s.waitFor(ctx, "the silent agents alive again", 250*time.Millisecond, func() (bool, string) {
-		n, err := s.api.aliveOf(ctx, g)
-		if err != nil {
-			return false, err.Error()
-		}
-		return n == len(g), fmt.Sprintf("%d of %d alive", n, len(g))
-	}); werr != nil && err == nil {
+	if werr := s.allAlive(ctx, g, "the silent agents alive again"); werr != nil && err == nil {
 		err = werr
 	}
 	return err
@@ -62,6 +72,9 @@ func (s *simulation) disconnect(ctx context.Context) error {
 	g := s.group()
 	figs := &goneFigs{Group: len(g)}
 	s.res.Disconnect = figs
+	if err := s.allAlive(ctx, g, "the group alive before it disconnects"); err != nil {
+		return err
+	}
 	start := time.Now()
 	parallel(ctx, g, 256, func(a *simAgent) { a.close() })
 	s.progress("connections closed", "group", len(g), "seconds", round3(time.Since(start).Seconds()))
