@@ -38,13 +38,19 @@ func runTable(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("no result files given")
 	}
 	slices.SortStableFunc(rs, func(a, b results) int { return a.Agents - b.Agents })
-	fmt.Fprintln(stdout, "| agents | server RSS | CPU while heartbeating | alive in API (all alive after) | fan-out p50 / p99 | rollout downloads: thinfleet / nginx (ratio), CPU per MiB ratio | mass disconnect → notAlive | silent → notAlive | API p99 | /clients p99 | load avg |")
+	fmt.Fprintln(stdout, "| agents | server RSS | CPU while heartbeating | alive in API: hold min–end; after connecting | fan-out p50 / p99 | rollout downloads: thinfleet / nginx (ratio), CPU per MiB ratio | mass disconnect → notAlive | silent → notAlive | API p99 | /clients p99 | load avg |")
 	fmt.Fprintln(stdout, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range rs {
-		row := []string{fmt.Sprint(r.Agents), fmt.Sprintf("%.0f MiB", r.Server.RSSMiB), fmt.Sprintf("%.0f%%", 100*r.Server.CPUHeartbeating)}
-		alive := fmt.Sprintf("%d (%.1f s)", r.Connect.Alive, r.Connect.AllAlive)
+		row := []string{fmt.Sprint(r.Agents), "–", "–"}
+		if r.Hold != nil && r.Server.RSSMiB > 0 {
+			row[1], row[2] = fmt.Sprintf("%.0f MiB", r.Server.RSSMiB), fmt.Sprintf("%.0f%%", 100*r.Server.CPUHeartbeating)
+		}
+		alive := fmt.Sprintf("all after %.1f s", r.Connect.AllAlive)
+		if r.Connect.Alive < r.Agents {
+			alive = fmt.Sprintf("%d after %.0f s, never all", r.Connect.Alive, r.Connect.AllAlive)
+		}
 		if r.Hold != nil {
-			alive = fmt.Sprintf("%d–%d (%.1f s)", r.Hold.AliveMin, r.Hold.AliveEnd, r.Connect.AllAlive)
+			alive = fmt.Sprintf("%d–%d; %s", r.Hold.AliveMin, r.Hold.AliveEnd, alive)
 		}
 		row = append(row, alive)
 		if f := r.Fanout; f != nil {
@@ -86,16 +92,19 @@ func plotPNG(rs []results, out string) error {
 	}
 	defer os.RemoveAll(dir)
 	var data strings.Builder
+	// "?" is a figure the run did not get; gnuplot leaves it out.
+	figure := func(ok bool, v float64) string {
+		if !ok {
+			return "?"
+		}
+		return fmt.Sprintf("%.3f", v)
+	}
 	for _, r := range rs {
-		p99 := 0.0
-		if r.Fanout != nil {
-			p99 = r.Fanout.P99
-		}
-		api := 0.0
-		if r.API != nil {
-			api = r.API.Devices.P99
-		}
-		fmt.Fprintf(&data, "%d %.1f %.1f %.3f %.3f\n", r.Agents, r.Server.RSSMiB, 100*r.Server.CPUHeartbeating, p99, api)
+		held := r.Hold != nil && r.Server.RSSMiB > 0
+		fmt.Fprintf(&data, "%d %s %s %s %s\n", r.Agents,
+			figure(held, r.Server.RSSMiB), figure(held, 100*r.Server.CPUHeartbeating),
+			figure(r.Fanout != nil && r.Fanout.Offered > 0, fanoutP99(r)),
+			figure(r.API != nil && r.API.Devices.Requests > r.API.Devices.Errors, apiP99(r)))
 	}
 	dat := filepath.Join(dir, "figures.dat")
 	if err := os.WriteFile(dat, []byte(data.String()), 0o644); err != nil {
@@ -105,6 +114,7 @@ func plotPNG(rs []results, out string) error {
 set output %q
 set multiplot layout 2,2 title "thinfleet server against fleet size (thinfleet-sim)"
 set grid
+set datafile missing "?"
 set xlabel "agents"
 set key off
 set title "server RSS (MiB)"
@@ -123,4 +133,18 @@ unset multiplot
 		return fmt.Errorf("gnuplot (apt-get install gnuplot-nox): %v: %s", err, b)
 	}
 	return nil
+}
+
+func fanoutP99(r results) float64 {
+	if r.Fanout == nil {
+		return 0
+	}
+	return r.Fanout.P99
+}
+
+func apiP99(r results) float64 {
+	if r.API == nil {
+		return 0
+	}
+	return r.API.Devices.P99
 }
