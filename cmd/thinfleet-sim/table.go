@@ -115,6 +115,8 @@ set output %q
 set multiplot layout 2,2 title "thinfleet server against fleet size (thinfleet-sim)"
 set grid
 set datafile missing "?"
+set xrange [0:*]
+set yrange [0:*]
 set xlabel "agents"
 set key off
 set title "server RSS (MiB)"
