@@ -116,10 +116,12 @@ type DialOptions struct {
 	OnConnect func()
 }
 
-// Dial opens a device's broker connection exactly as the agent does (the
-// name, inbox prefix, ping and reconnect settings; see connect). Like the
+// Dial opens a device's broker connection as the agent does (the name,
+// inbox prefix, ping and reconnect settings; see connect). Like the
 // agent's, it never gives up: it returns at once, and the connection
-// keeps trying in the background until it is closed.
+// keeps trying in the background until it is closed. Unlike the Agent,
+// it does not enroll again when the broker keeps refusing the
+// credentials: it logs each refusal.
 func Dial(o DialOptions) (*nats.Conn, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
