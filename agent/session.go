@@ -118,7 +118,7 @@ type DialOptions struct {
 
 // Dial opens a device's broker connection as the agent does (the name,
 // inbox prefix, ping and reconnect settings; see connect). Like the
-// agent's, it never gives up: it returns at once, and the connection
+X
 // keeps trying in the background until it is closed. Unlike the Agent,
 // it does not enroll again when the broker keeps refusing the
 // credentials: it logs each refusal.
