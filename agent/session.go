@@ -118,8 +118,9 @@ type DialOptions struct {
 
 // Dial opens a device's broker connection as the agent does (the name,
 // inbox prefix, ping and reconnect settings; see connect). Like the
-X
-// keeps trying in the background until it is closed. Unlike the Agent,
+// agent's, it never gives up: it returns after the first attempt,
+// connected or not, and the connection keeps trying in the background
+// until it is closed. Unlike the Agent,
 // it does not enroll again when the broker keeps refusing the
 // credentials: it logs each refusal.
 func Dial(o DialOptions) (*nats.Conn, error) {
