@@ -54,12 +54,16 @@ func runTable(args []string, stdout, stderr io.Writer) error {
 		}
 		row = append(row, alive)
 		if f := r.Fanout; f != nil {
-			row = append(row, fmt.Sprintf("%.2f / %.2f s (%d)", f.P50, f.P99, f.Offered))
+			row = append(row, fmt.Sprintf("%.2f / %.2f s (%d offered)", f.P50, f.P99, f.Offered))
 		} else {
 			row = append(row, "–")
 		}
 		if ro := r.Rollout; ro != nil && ro.Burst != nil && ro.Nginx != nil {
-			row = append(row, fmt.Sprintf("%.2f / %.2f s (%.1f×), %.1f×", ro.Burst.Seconds, ro.Nginx.Seconds, ro.Ratio, ro.CPURatio))
+			cell := fmt.Sprintf("%.2f / %.2f s (%.1f×), %.1f×", ro.Burst.Seconds, ro.Nginx.Seconds, ro.Ratio, ro.CPURatio)
+			if ro.Burst.Verified < ro.Burst.Clients || ro.Nginx.Verified < ro.Nginx.Clients {
+				cell += fmt.Sprintf("; verified %d / %d of %d", ro.Burst.Verified, ro.Nginx.Verified, ro.Burst.Clients)
+			}
+			row = append(row, cell)
 		} else {
 			row = append(row, "–")
 		}
