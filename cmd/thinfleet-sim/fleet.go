@@ -262,6 +262,17 @@ func (a *simAgent) start(ctx context.Context) error {
 	return nil
 }
 
+// connected counts the agents whose connection is up now.
+func (f *fleet) connected() int {
+	n := 0
+	for _, a := range f.agents {
+		if l := a.live.Load(); l != nil && l.nc.IsConnected() {
+			n++
+		}
+	}
+	return n
+}
+
 // report queues the hardware and version reports, as the agent does at
 // every (re)connect.
 func (a *simAgent) report(sess *agent.Session) {

@@ -78,7 +78,6 @@ func TestQuickFleet(t *testing.T) {
 	}{
 		{"agents with credentials", r.Enroll.Have, n},
 		{"agents enrolled by this run", r.Enroll.Fresh, n},
-		{"agents connected", r.Connect.Connected, n},
 		{"agents alive in the API", r.Connect.Alive, n},
 		{"agents offered the fan-out release", r.Fanout.Offered, n},
 		{"agents offered the rollout release", r.Rollout.Offered, n},
