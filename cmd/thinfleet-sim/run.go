@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -100,6 +101,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "table" {
 		return runTable(args[1:], stdout, stderr)
 	}
+	// Progress, the agents' warnings and the server's start all write to
+	// stderr, from many goroutines.
+	stderr = &lockedWriter{w: stderr}
 	fs := flag.NewFlagSet("thinfleet-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
@@ -133,11 +137,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	progress := func(msg string, kv ...any) {
-		fmt.Fprintf(stderr, "%s %s", time.Now().Format("15:04:05"), msg)
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s %s", time.Now().Format("15:04:05"), msg)
 		for i := 0; i+1 < len(kv); i += 2 {
-			fmt.Fprintf(stderr, " %v=%v", kv[i], kv[i+1])
+			fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
 		}
-		fmt.Fprintln(stderr)
+		b.WriteByte('\n')
+		_, _ = io.WriteString(stderr, b.String())
 	}
 	raiseFDLimit(log)
 
@@ -208,3 +214,15 @@ func findThinfleet(flagValue string) (string, error) {
 }
 
 func mib(b int64) float64 { return float64(int64(float64(b)/(1<<20)*10+0.5)) / 10 }
+
+// lockedWriter serializes the writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
