@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ import (
 // dropped and counted.
 func TestFloodDoesNotSlowOthers(t *testing.T) {
 	e := setup(t)
-	p, err := presence.New(presence.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: e.store, Conn: e.srv.Conn("presence"), FlushEvery: 100 * time.Millisecond})
+	p, err := presence.New(presence.Options{Metrics: natstest.Metrics, Log: natstest.Logger(t), Store: e.store, Conn: e.srv.Conn("presence")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestFloodDoesNotSlowOthers(t *testing.T) {
 			return err
 		}
 		if !d.Alive || d.Version != "2.0" {
-			return errVersion
+			return fmt.Errorf("%w: alive %v, version %q", errVersion, d.Alive, d.Version)
 		}
 		return nil
 	})
