@@ -43,6 +43,7 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 	since := s.hub.Begin(ctx)
 	d, err := s.opts.Store.Device(ctx, id)
 	reported := err == nil
+	d = s.hub.withSeen(d)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return pages.ClientView{}, err
 	}

@@ -4,19 +4,28 @@
 // intervals pass without one, or at once when the broker reports that its
 // connection closed (the agent names its connection with its id).
 //
-// Heartbeats are not kept by JetStream, so presence tracks them in memory
-// and writes the device record only when Alive flips (with a "connected"
-// or "disconnected" history event) and, otherwise, LastSeen at most once
-// every FlushEvery per device. Memory is a cache: on start presence loads
-// the records, then asks the broker for its open connections (and again
-// after every reconnect to it, as the events sent while it was away are
-// lost): a device recorded alive without a connection turns notAlive at
-// once. Without the broker's events, a device recorded alive has three
-// intervals to prove it. A restart neither loses a device nor keeps a
-// dead one.
+// Heartbeats are not kept by JetStream, so presence tracks them in memory.
+// It writes the device record only when Alive flips (with a "connected"
+// or "disconnected" history event, and LastSeen as of the flip) or the
+// announced interval changes: never once per heartbeat, nor periodically
+// for every device. The last-seen time of an alive device is served from
+// memory instead: presence publishes, every SeenEvery, the devices heard
+// from since the last publication (seen.go), and the web layer merges them
+// into what it shows. Memory is a cache: on start presence loads the
+// records, then asks the broker for its open connections (and again after
+// every reconnect to it, as the events sent while it was away are lost):
+// a device recorded alive without a connection turns notAlive at once.
+// Without the broker's events, a device recorded alive has three
+// intervals to prove it. A restart neither loses a device nor keeps a dead
+// one.
 //
-// All state lives in one goroutine, Run's; NATS callbacks only parse and
-// hand messages to it.
+// Taking a heartbeat never waits for the store. The NATS callbacks update
+// the state under a mutex and return; store writes go through a writer
+// (writer.go) with a bounded number in flight, retried until they land.
+// The sweep that declares silent devices notAlive measures silence only up
+// to a time presence has provably caught up with (sweep.go), so presence
+// falling behind, or the store stalling, never makes a healthy device
+// look dead.
 package presence
 
 import (
@@ -25,6 +34,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,7 +52,8 @@ type Options struct {
 	// Metrics count what the service refuses and does; nil counts nothing.
 	Metrics *metrics.Metrics
 	Store   *store.Store // required
-	// Conn, in the application account, receives the heartbeats; required.
+	// Conn, in the application account, receives the heartbeats and
+	// carries the last-seen publications; required.
 	Conn *nats.Conn
 	// SysConn, in the broker's system account, receives its connect and
 	// disconnect events; nil leaves them out, and a closed connection is
@@ -49,15 +61,18 @@ type Options struct {
 	SysConn *nats.Conn
 	// Account is the broker account agents connect to (THINFLEET).
 	Account string
-	// FlushEvery bounds how often LastSeen of an alive device is written
-	// (15s).
-	FlushEvery time.Duration
+	// SeenEvery is how often the last-seen times of the devices heard
+	// from are published (DefaultSeenEvery).
+	SeenEvery time.Duration
+	// Writers bounds the store writes in flight (DefaultWriters).
+	Writers int
 }
 
 // Defaults for Options.
 const (
-	DefaultAccount    = "THINFLEET"
-	DefaultFlushEvery = 15 * time.Second
+	DefaultAccount   = "THINFLEET"
+	DefaultSeenEvery = time.Second
+	DefaultWriters   = 32
 	// sweepEvery is how often silence is checked; it bounds how late a
 	// device is declared notAlive, beyond its three intervals.
 	sweepEvery = 200 * time.Millisecond
@@ -74,20 +89,38 @@ const (
 
 // Service tracks which devices are alive.
 type Service struct {
-	metrics    *metrics.Metrics
-	log        *slog.Logger
-	store      *store.Store
-	nc, sys    *nats.Conn
-	account    string
-	flushEvery time.Duration
+	metrics   *metrics.Metrics
+	log       *slog.Logger
+	store     *store.Store
+	nc, sys   *nats.Conn
+	account   string
+	seenEvery time.Duration
+	writers   int
 
-	in chan input // from NATS callbacks to Run's goroutine
 	// limiter drops a device's heartbeats past what any interval allows,
-	// before they reach Run's goroutine, so a flood cannot delay others.
+	// before they reach the state, so a flood cannot delay others.
 	limiter *ratelimit.Limiter
-	// The fields below belong to Run's goroutine.
-	devices    map[string]*device
-	pauseUntil time.Time // no store writes before, after a failed one
+	// handled counts the heartbeat messages whose callback has returned,
+	// for the sweep's catch-up mark.
+	handled atomic.Uint64
+	// wake tells the writer that a device needs writing.
+	wake chan struct{}
+
+	mu sync.Mutex // guards the fields below
+	// devices is the state; see device for its invariants.
+	devices map[string]*device
+	// dirty are the devices to write; a device is in it at most once,
+	// and never while its write is in flight.
+	dirty map[string]struct{}
+	// heard are the devices heard from since the last publication of
+	// last-seen times.
+	heard map[string]struct{}
+	// resumedAt is when presence last started listening again (start, a
+	// reconnect): heartbeats sent before are lost, so silence counts from
+	// then at the earliest.
+	resumedAt time.Time
+	// failures counts store writes failed in a row, for the backoff.
+	failures int
 }
 
 // heartbeatRate is the most heartbeats a second one device may send: one
@@ -108,27 +141,41 @@ func New(opts Options) (*Service, error) {
 	if strings.ContainsAny(opts.Account, ".*> \t\r\n") {
 		return nil, fmt.Errorf("presence: account %q is not a NATS subject token", opts.Account)
 	}
-	if opts.FlushEvery <= 0 {
-		opts.FlushEvery = DefaultFlushEvery
+	if opts.SeenEvery <= 0 {
+		opts.SeenEvery = DefaultSeenEvery
+	}
+	if opts.Writers <= 0 {
+		opts.Writers = DefaultWriters
 	}
 	return &Service{metrics: opts.Metrics,
 		log: opts.Log, store: opts.Store, nc: opts.Conn, sys: opts.SysConn,
-		account: opts.Account, flushEvery: opts.FlushEvery,
-		in: make(chan input, 1024), devices: map[string]*device{},
+		account: opts.Account, seenEvery: opts.SeenEvery, writers: opts.Writers,
+		wake:    make(chan struct{}, 1),
+		devices: map[string]*device{}, dirty: map[string]struct{}{}, heard: map[string]struct{}{},
 		limiter: ratelimit.New(heartbeatRate, int(2*heartbeatRate)),
 	}, nil
 }
 
 // Run tracks presence until ctx ends. It first loads the device records
-// (retrying while the store does not answer), then subscribes. It returns
-// once ctx has ended, after unsubscribing; NATS callbacks still running
-// then return without effect. The error is only for a subscription that
-// cannot be made.
+// (retrying while the store does not answer), then subscribes and starts
+// its goroutines: the writer, the sweep, the last-seen publisher and,
+// with a system connection, the reconciler. It returns once ctx has ended,
+// after unsubscribing and once those goroutines have returned (a write in
+// flight ends with ctx); NATS callbacks still running then return without
+// effect. The error is only for a subscription that cannot be made.
 func (s *Service) Run(ctx context.Context) error {
 	if !s.reconcile(ctx, time.Now()) {
 		return nil
 	}
-	subs, err := s.subscribe(ctx)
+	var wg sync.WaitGroup
+	gctx, cancel := context.WithCancel(ctx)
+	defer func() { cancel(); wg.Wait() }()
+	goRun := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(gctx) }()
+	}
+	goRun(s.writer) // before any flip, so none waits for it
+	subs, hb, err := s.subscribe(gctx)
 	defer func() {
 		for _, sub := range subs {
 			_ = sub.Unsubscribe()
@@ -141,23 +188,12 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	if s.sys != nil {
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); s.reconciler(rctx) }()
-		defer func() { cancel(); <-done }()
+		goRun(s.reconciler)
 	}
-	tick := time.NewTicker(sweepEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case in := <-s.in:
-			s.apply(ctx, in)
-		case now := <-tick.C:
-			s.sweep(ctx, now)
-		}
-	}
+	goRun(func(ctx context.Context) { s.sweeper(ctx, hb) })
+	goRun(s.publisher)
+	<-ctx.Done()
+	return nil
 }
 
 // reconcile loads every record. A device recorded alive is assumed seen
@@ -168,14 +204,16 @@ func (s *Service) reconcile(ctx context.Context, start time.Time) bool {
 		devices, err := s.store.Devices(ctx)
 		if err == nil {
 			alive := 0
+			s.mu.Lock()
 			for _, d := range devices {
-				st := &device{interval: clampInterval(d.HeartbeatMS), alive: d.Alive, recorded: d.Alive}
+				st := &device{interval: clampInterval(d.HeartbeatMS), alive: d.Alive, recorded: d.Alive, recordedMS: d.HeartbeatMS}
 				if d.Alive {
-					st.checkFrom, st.flushedAt = start, start
 					alive++
 				}
 				s.devices[d.ID] = st
 			}
+			s.resumedAt = start
+			s.mu.Unlock()
 			s.log.Info("presence loaded", "devices", len(devices), "alive", alive)
 			return true
 		}

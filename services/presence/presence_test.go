@@ -31,10 +31,10 @@ func setup(t *testing.T) env {
 }
 
 // start runs a presence service; withSys gives it the broker's events.
-func (e env) start(t *testing.T, withSys bool, flushEvery time.Duration) (stop func()) {
+func (e env) start(t *testing.T, withSys bool) (stop func()) {
 	opts := presence.Options{
 		Log: natstest.Logger(t), Metrics: natstest.Metrics, Store: e.store, Conn: e.srv.Conn("presence"),
-		Account: natstest.AppAccount, FlushEvery: flushEvery,
+		Account: natstest.AppAccount, SeenEvery: 100 * time.Millisecond,
 	}
 	if withSys {
 		opts.SysConn = e.srv.SysConn()
@@ -135,17 +135,34 @@ func (e env) put(t *testing.T, d fleet.Device) {
 	}
 }
 
+// events are id's history events. Presence appends a flip's event right
+// after it writes the record, so they are read once the newest agrees
+// with the record (or there are none).
 func events(t *testing.T, st *store.Store, id string) string {
+	t.Helper()
 	var out []string
-	for _, e := range natstest.Events(t, st, id) {
-		out = append(out, fmt.Sprintf("%s(%s)", e.Event, e.Detail))
-	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		evs := natstest.Events(t, st, id)
+		out = out[:0]
+		for _, e := range evs {
+			out = append(out, fmt.Sprintf("%s(%s)", e.Event, e.Detail))
+		}
+		d, err := natstest.Device(st, id)
+		if err != nil || len(evs) == 0 {
+			return nil
+		}
+		newest := evs[len(evs)-1] // oldest first
+		if (newest.Event == fleet.EventConnected) != d.Alive {
+			return fmt.Errorf("%s: record alive=%v, newest event %s", id, d.Alive, newest.Event)
+		}
+		return nil
+	})
 	return strings.Join(out, " ")
 }
 
 func TestHeartbeatsAndSilence(t *testing.T) {
 	e := setup(t)
-	e.start(t, false, 0)
+	e.start(t, false)
 	const interval = 200 * time.Millisecond
 	stop := beating(t, e.agent, "pos-1", interval)
 	d := e.waitAlive(t, "pos-1", true)
@@ -179,7 +196,7 @@ func TestHeartbeatsAndSilence(t *testing.T) {
 
 func TestDisconnect(t *testing.T) {
 	e := setup(t)
-	e.start(t, true, 0)
+	e.start(t, true)
 	const long = time.Minute // silence alone would take three minutes
 
 	dev := e.srv.Conn("dev-7")
@@ -227,7 +244,7 @@ func TestRestart(t *testing.T) {
 	e.put(t, fleet.Device{ID: "off", Alive: false, LastSeen: seen})
 	beating(t, e.agent, "live", interval)
 
-	stop := e.start(t, false, 0)
+	stop := e.start(t, false)
 	start := time.Now()
 	ghost := e.waitAlive(t, "ghost", false)
 	if took := time.Since(start); took < 3*interval {
@@ -242,7 +259,7 @@ func TestRestart(t *testing.T) {
 
 	// presence restarts while live keeps beating: no flip, no event.
 	stop()
-	e.start(t, false, 0)
+	e.start(t, false)
 	e.waitAlive(t, "ghost", false)
 	e.beatUntilAlive(t, e.agent, "sync", interval) // heartbeats are handled in order
 	if d, _ := natstest.Device(e.store, "live"); !d.Alive {
@@ -256,45 +273,61 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-func TestFlush(t *testing.T) {
-	const interval = 200 * time.Millisecond
-	t.Run("every FlushEvery", func(t *testing.T) {
-		e := setup(t)
-		e.start(t, false, 300*time.Millisecond)
-		beating(t, e.agent, "pos-1", interval)
-		first := e.waitAlive(t, "pos-1", true).LastSeen
+// TestLastSeen: an alive device's last heartbeat is published within a
+// SeenEvery, while its record is written at its flips only, not once per
+// heartbeat nor every few heartbeats.
+func TestLastSeen(t *testing.T) {
+	e := setup(t)
+	e.start(t, false)
+	var mu sync.Mutex
+	seen := map[string]time.Time{}
+	sub, err := presence.FollowSeen(e.srv.Conn("web"), natstest.Logger(t), natstest.Metrics, func(m map[string]time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		for id, at := range m {
+			seen[id] = at
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	first := e.beatUntilAlive(t, e.agent, "pos-1", time.Minute)
+	for i := range 10 {
+		sent := time.Now()
+		beat(t, e.agent, "pos-1", time.Minute)
+		// Each heartbeat shows in the publications, the record does not
+		// move.
 		natstest.Eventually(t, 10*time.Second, func() error {
-			d, err := natstest.Device(e.store, "pos-1")
-			if err != nil {
-				return err
-			}
-			if d.LastSeen.Sub(first) < 300*time.Millisecond {
-				return fmt.Errorf("LastSeen %v, first %v", d.LastSeen, first)
+			mu.Lock()
+			defer mu.Unlock()
+			if got := seen["pos-1"]; got.Before(sent.Truncate(time.Millisecond)) {
+				return fmt.Errorf("heartbeat %d sent at %v: published last seen %v", i, sent, got)
 			}
 			return nil
 		})
-	})
-	t.Run("not on every heartbeat", func(t *testing.T) {
-		e := setup(t)
-		e.start(t, false, time.Hour)
-		first := e.beatUntilAlive(t, e.agent, "pos-1", time.Minute).LastSeen
-		for range 10 {
-			beat(t, e.agent, "pos-1", time.Minute)
-		}
-		// A device that goes silent right away turns notAlive on a sweep
-		// after the heartbeats above were handled.
-		beat(t, e.agent, "sync", wire.MinHeartbeat)
-		e.waitAlive(t, "sync", true)
-		e.waitAlive(t, "sync", false)
-		if d, _ := natstest.Device(e.store, "pos-1"); !d.LastSeen.Equal(first) || !d.Alive {
-			t.Errorf("pos-1 written again within FlushEvery: LastSeen %v, first %v", d.LastSeen, first)
-		}
-	})
+	}
+	kv, err := e.store.JetStream().KeyValue(natstest.Context(t), store.DevicesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(natstest.Context(t), "pos-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d fleet.Device
+	if err := json.Unmarshal(entry.Value(), &d); err != nil {
+		t.Fatal(err)
+	}
+	if !d.LastSeen.Equal(first.LastSeen) || !d.Alive {
+		t.Errorf("record written again after its flip: LastSeen %v, at the flip %v", d.LastSeen, first.LastSeen)
+	}
 }
 
 func TestGarbage(t *testing.T) {
 	e := setup(t)
-	e.start(t, true, 0)
+	e.start(t, true)
 	type counter struct{ kind, reason string }
 	want := map[counter]float64{
 		{"agent.heartbeat", "bad_json"}:    3,
@@ -385,7 +418,7 @@ func TestStartChecksWithBroker(t *testing.T) {
 	e.put(t, fleet.Device{ID: "gone", Alive: true, HeartbeatMS: long.Milliseconds()})
 	e.put(t, fleet.Device{ID: "here", Alive: true, HeartbeatMS: long.Milliseconds()})
 	here := e.srv.Conn("here")
-	e.start(t, true, 0)
+	e.start(t, true)
 	start := time.Now()
 	e.waitAlive(t, "gone", false)
 	t.Logf("MEASURED: start to a device without a connection notAlive: %s", time.Since(start).Round(time.Millisecond))
@@ -407,7 +440,7 @@ func TestStartChecksWithBroker(t *testing.T) {
 // write the record back.
 func TestDeletedDeviceStaysDeleted(t *testing.T) {
 	e := setup(t)
-	e.start(t, true, 0)
+	e.start(t, true)
 	dev := e.srv.Conn("gone-1")
 	e.beatUntilAlive(t, dev, "gone-1", time.Minute)
 	if err := e.store.DeleteDevice(context.Background(), "gone-1", "test"); err != nil {

@@ -6,31 +6,17 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/thinfleet/thinfleet/wire"
 )
 
-// input is one message handed from a NATS callback to Run's goroutine.
-type input struct {
-	kind     inputKind
-	device   string
-	at       time.Time // when it arrived
-	interval time.Duration
-	conn     string // server id and client id, for broker events
-	reason   string
-	// conns are the devices' open connections, for a snapshot taken at.
-	conns map[string]string
-}
-
-type inputKind int
+// The kinds of broker events presence takes.
+type eventKind int
 
 const (
-	inHeartbeat inputKind = iota
-	inConnect
-	inDisconnect
-	inSnapshot // the broker's list of connections
+	evConnect eventKind = iota
+	evDisconnect
 )
 
 // The broker's connect and disconnect events of an account, in the
@@ -67,18 +53,18 @@ type clientEvent struct {
 // subscribe subscribes to the broker's events, if it has a system
 // connection, then to heartbeats: once a heartbeat is in, so are the
 // events of its connection. It returns the subscriptions made, even on
-// error.
-func (s *Service) subscribe(ctx context.Context) ([]*nats.Subscription, error) {
-	var subs []*nats.Subscription
+// error, and the heartbeats' own. The callbacks take what they get into
+// the state and return: none waits for the store.
+func (s *Service) subscribe(ctx context.Context) (subs []*nats.Subscription, heartbeats *nats.Subscription, err error) {
 	if s.sys != nil {
 		for _, e := range []struct {
 			subject string
-			kind    inputKind
-		}{{connectSubject, inConnect}, {disconnectSubject, inDisconnect}} {
+			kind    eventKind
+		}{{connectSubject, evConnect}, {disconnectSubject, evDisconnect}} {
 			subject := fmt.Sprintf(e.subject, s.account)
 			sub, err := s.sys.Subscribe(subject, func(m *nats.Msg) { s.brokerEvent(ctx, e.kind, m) })
 			if err != nil {
-				return subs, fmt.Errorf("presence: subscribe to %s: %w", subject, err)
+				return subs, nil, fmt.Errorf("presence: subscribe to %s: %w", subject, err)
 			}
 			subs = append(subs, sub)
 		}
@@ -87,15 +73,20 @@ func (s *Service) subscribe(ctx context.Context) ([]*nats.Subscription, error) {
 			s.log.Warn("broker events not confirmed yet", "err", err)
 		}
 	}
-	sub, err := s.nc.Subscribe(wire.AllHeartbeats, func(m *nats.Msg) { s.heartbeat(ctx, m) })
+	sub, err := s.nc.Subscribe(wire.AllHeartbeats, func(m *nats.Msg) {
+		defer s.handled.Add(1)
+		if ctx.Err() == nil {
+			s.heartbeat(m)
+		}
+	})
 	if err != nil {
-		return subs, fmt.Errorf("presence: subscribe to heartbeats: %w", err)
+		return subs, nil, fmt.Errorf("presence: subscribe to heartbeats: %w", err)
 	}
-	return append(subs, sub), nil
+	return append(subs, sub), sub, nil
 }
 
-// heartbeat validates a heartbeat and hands it on.
-func (s *Service) heartbeat(ctx context.Context, m *nats.Msg) {
+// heartbeat validates a heartbeat and takes it, as arrived now.
+func (s *Service) heartbeat(m *nats.Msg) {
 	at := time.Now()
 	kind, id, err := wire.ParseSubject(m.Subject)
 	if err != nil || kind != wire.KindHeartbeat {
@@ -116,16 +107,19 @@ func (s *Service) heartbeat(ctx context.Context, m *nats.Msg) {
 		s.metrics.Dropped(string(kind), wire.DropReason(err))
 		return
 	}
-	s.send(ctx, input{kind: inHeartbeat, device: id, at: at, interval: hb.Interval()})
+	s.takeHeartbeat(id, hb.Interval(), at)
 }
 
 // brokerEvent hands on a connect or disconnect event of a connection
 // named with a device id; other connections (services, tools) are not
 // devices and are ignored.
-func (s *Service) brokerEvent(ctx context.Context, kind inputKind, m *nats.Msg) {
+func (s *Service) brokerEvent(ctx context.Context, kind eventKind, m *nats.Msg) {
 	at := time.Now()
+	if ctx.Err() != nil {
+		return
+	}
 	label := kindConnect
-	if kind == inDisconnect {
+	if kind == evDisconnect {
 		label = kindDisconnect
 	}
 	if len(m.Data) > 1<<20 {
@@ -144,22 +138,17 @@ func (s *Service) brokerEvent(ctx context.Context, kind inputKind, m *nats.Msg) 
 	device, ok := deviceOf(e.Client.Name, e.Client.JWT)
 	if !ok {
 		if e.Client.JWT != "" {
-			if _, err := jwt.DecodeUserClaims(e.Client.JWT); err != nil {
+			if _, err := jwtName(e.Client.JWT); err != nil {
 				s.metrics.Dropped(label, "invalid")
 			}
 		}
 		return
 	}
-	s.send(ctx, input{
-		kind: kind, device: device, at: at, reason: truncate(e.Reason, 100),
-		conn: fmt.Sprintf("%s/%d", e.Server.ID, e.Client.ID),
-	})
-}
-
-func (s *Service) send(ctx context.Context, in input) {
-	select {
-	case s.in <- in:
-	case <-ctx.Done():
+	conn := fmt.Sprintf("%s/%d", e.Server.ID, e.Client.ID)
+	if kind == evConnect {
+		s.connected(device, conn, at)
+	} else {
+		s.disconnected(device, conn, truncate(e.Reason, 100), at)
 	}
 }
 
