@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/thinfleet/thinfleet/fleet"
-	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/services/decision"
 	"github.com/thinfleet/thinfleet/services/internal/natstest"
+	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
