@@ -74,13 +74,13 @@ func (d Device) failedInstallOf(r Release) bool {
 }
 
 // NeedsCount reports whether d's latest install is a failed install of r
-// that its Retries do not count yet.
+// that its Retries do not count yet; once held back, none is.
 func (d Device) NeedsCount(r Release) bool {
 	if !d.failedInstallOf(r) {
 		return false
 	}
 	rs := d.Retries
-	return !rs.For(r) || d.Install.Started.After(rs.Counted)
+	return !rs.For(r) || !rs.HeldBack && d.Install.Started.After(rs.Counted)
 }
 
 // CountFailure counts d's failed install of r, when NeedsCount, and

@@ -73,6 +73,9 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 		Mark: newVersions(c.Target).mark(d.Version), Target: c.Target,
 		OfferNote: s.offerNote(d, c), Events: events,
 	}
+	if t, ok := c.TargetRelease(); ok && wire.Newer(t.Version, d.Version) {
+		v.Hold = d.HoldBack(t, time.Now()).Reason
+	}
 	if v.Revoked() {
 		v.OfferNote = "The device is revoked."
 	}
@@ -116,6 +119,19 @@ func (s *Server) handleOfferAgain() http.Handler {
 			return
 		case !wire.Newer(target.Version, d.Version):
 			back("up-to-date")
+			return
+		}
+		// The failures so far no longer hold the device back: the
+		// decision tries it again on its own if this install fails too.
+		_, err = s.opts.Store.UpdateDevice(ctx, id, func(d *fleet.Device) error {
+			if d.Install == nil && d.Retries == nil && d.Version == "" && d.LastSeen.IsZero() {
+				return store.ErrUnchanged // deleted meanwhile
+			}
+			d.OfferedAgain(target)
+			return nil
+		})
+		if err != nil {
+			s.pageError(w, err)
 			return
 		}
 		if err := s.offer(r, id, target); err != nil {

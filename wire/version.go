@@ -19,6 +19,9 @@ func CompareVersions(a, b string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if a == b {
+		return 0, nil // the common case, without Compare's allocations
+	}
 	vb, err := ParseVersion(b)
 	if err != nil {
 		return 0, err
