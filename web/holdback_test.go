@@ -1,8 +1,12 @@
 package web
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -81,4 +85,53 @@ func TestFailedAndHeldBack(t *testing.T) {
 		h := status("?install=held")
 		return len(h) == 0 && p.page(t, "/clients/held", 200).Find("p.hold").Length() == 0, fmt.Sprint(h)
 	})
+}
+
+// TestOfferAgainAPI: POST /api/v1/devices/{id}/offer offers the target
+// again and clears the device's count of failed installs.
+func TestOfferAgainAPI(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	r := release("2.0", "kiosk-2.0.zip")
+	p.catalog(t, fleet.Catalog{Releases: []fleet.Release{r}, Target: "2.0"})
+	p.device(t, "held", func(d *fleet.Device) {
+		kiosk("held", "1.0", true)(d)
+		d.Install = &fleet.Install{Version: "2.0", State: wire.StateFailed, Detail: "exit status 3", Started: time.Now()}
+		d.Retries = &fleet.Retries{Version: "2.0", SHA256: r.SHA256, Failures: 5, Tries: 5, Counted: d.Install.Started, HeldBack: true}
+	})
+	p.device(t, "current", kiosk("current", "2.0", true))
+	post := func(id string) (int, string) {
+		req, _ := http.NewRequest("POST", p.srv.URL+"/api/v1/devices/"+id+"/offer", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, body); err != nil {
+			t.Fatalf("offer %s: %v in %s", id, err, body)
+		}
+		return resp.StatusCode, compact.String()
+	}
+	for _, c := range []struct {
+		id   string
+		code int
+		body string
+	}{
+		{"held", 200, `{"id":"held","offered":"2.0"}`},
+		{"current", 409, `{"error":"the device already runs the target"}`},
+		{"nobody", 404, `{"error":"no device with that id"}`},
+	} {
+		if code, body := post(c.id); code != c.code || body != c.body {
+			t.Errorf("offer %s: %d %s, want %d %s", c.id, code, body, c.code, c.body)
+		}
+	}
+	d, err := p.store.Device(context.Background(), "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := d.Retries; rs == nil || rs.HeldBack || rs.Failures != 0 {
+		t.Errorf("retries after offer again: %+v", rs)
+	}
 }
