@@ -27,12 +27,14 @@
 package decision
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -343,16 +345,27 @@ func (s *Service) logAppend(e fleet.Event) func(error) {
 // publish publishes an offer of r to device id, installed on it now, and
 // returns the history event that records it.
 func (s *Service) publish(id, installed string, r fleet.Release, retry bool) (fleet.Event, error) {
-	o, err := s.prepare(r, time.Now())
+	p, err := s.prepare(r, time.Now())
 	if err != nil {
 		return fleet.Event{}, err
 	}
-	return s.send(o, id, installed, retry)
+	return s.send(p, id, installed, retry)
 }
 
-// prepare makes the offer of r at now that every device is sent, each
-// with an id of its own, and checks it once.
-func (s *Service) prepare(r fleet.Release, now time.Time) (wire.Offer, error) {
+// prepared is the offer of a release that every device is sent, each
+// with an id of its own: encoded once, with or without Retry, the id
+// written into a copy for each device.
+type prepared struct {
+	offer wire.Offer
+	data  [2][]byte // without Retry, with it
+}
+
+// idStart is where the id's characters begin in an encoded offer: the id
+// is its first field, and every id (a nuid) has the same length.
+var idStart = len(`{"id":"`)
+
+// prepare makes the offer of r at now, and checks it once.
+func (s *Service) prepare(r fleet.Release, now time.Time) (*prepared, error) {
 	now = now.UTC()
 	o := wire.Offer{
 		ID: nuid.Next(), Name: r.Name, Version: r.Version, SHA256: r.SHA256, Size: r.Size,
@@ -361,17 +374,34 @@ func (s *Service) prepare(r fleet.Release, now time.Time) (wire.Offer, error) {
 	}
 	if err := o.Validate(); err != nil {
 		// The catalog checks every release; this guards the agent anyway.
-		return wire.Offer{}, fmt.Errorf("release %s is not offerable: %w", r.Version, err)
+		return nil, fmt.Errorf("release %s is not offerable: %w", r.Version, err)
 	}
-	return o, nil
+	p := &prepared{offer: o}
+	for i, retry := range []bool{false, true} {
+		o.Retry = retry
+		data, err := json.Marshal(o)
+		if err != nil {
+			return nil, fmt.Errorf("encode offer: %w", err)
+		}
+		if !bytes.HasPrefix(data, []byte(`{"id":"`+o.ID+`"`)) {
+			return nil, errors.New("encode offer: the id is not its first field")
+		}
+		p.data[i] = data
+	}
+	return p, nil
 }
 
-// send publishes prepared offer o to device id with an id of its own.
-func (s *Service) send(o wire.Offer, id, installed string, retry bool) (fleet.Event, error) {
+// send publishes prepared offer p to device id with an id of its own.
+func (s *Service) send(p *prepared, id, installed string, retry bool) (fleet.Event, error) {
+	o := p.offer
+	data := p.data[0]
+	if retry {
+		data = p.data[1]
+	}
+	data = slices.Clone(data)
 	o.ID, o.Retry = nuid.Next(), retry
-	data, err := json.Marshal(o)
-	if err != nil {
-		return fleet.Event{}, fmt.Errorf("encode offer: %w", err)
+	if copy(data[idStart:], o.ID) != len(p.offer.ID) || len(o.ID) != len(p.offer.ID) {
+		return fleet.Event{}, errors.New("encode offer: ids of different lengths")
 	}
 	if err := s.nc.Publish(wire.OfferSubject(id), data); err != nil {
 		return fleet.Event{}, fmt.Errorf("publish offer: %w", err)
