@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/internal/poll"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -39,10 +40,13 @@ func TestFailedAndHeldBack(t *testing.T) {
 	p.device(t, "fine", kiosk("fine", "1.0", true))
 	p.device(t, "current", kiosk("current", "2.0", true))
 
-	eventually(t, 10*time.Second, "the Overview tile", func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, "the Overview tile", func() error {
 		tile := p.page(t, "/", 200).Find(".stat.failed")
 		got := tile.Find(".value").Text() + " " + strings.Join(strings.Fields(tile.Find(".label").Text()), " ")
-		return got == "2 failed installs, 1 held back" && tile.AttrOr("href", "") == "/clients?install=failed", got
+		if got != "2 failed installs, 1 held back" || tile.AttrOr("href", "") != "/clients?install=failed" {
+			return fmt.Errorf("tile %q", got)
+		}
+		return nil
 	})
 	status := func(query string) map[string]string {
 		doc := p.page(t, "/clients"+query, 200)
@@ -53,9 +57,12 @@ func TestFailedAndHeldBack(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, 10*time.Second, "the Clients filters", func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, "the Clients filters", func() error {
 		f, h := status("?install=failed"), status("?install=held")
-		return len(f) == 2 && f["held"] != "" && f["failing"] != "" && len(h) == 1 && h["held"] != "", fmt.Sprint(f, h)
+		if len(f) == 2 && f["held"] != "" && f["failing"] != "" && len(h) == 1 && h["held"] != "" {
+			return nil
+		}
+		return fmt.Errorf("failed %v, held %v", f, h)
 	})
 	all := status("")
 	for id, want := range map[string]string{
@@ -81,9 +88,11 @@ func TestFailedAndHeldBack(t *testing.T) {
 	if rs := d.Retries; rs == nil || rs.HeldBack || rs.Failures != 0 || !rs.For(r) {
 		t.Errorf("retries after offer again: %+v", rs)
 	}
-	eventually(t, 10*time.Second, "the hold cleared", func() (bool, string) {
-		h := status("?install=held")
-		return len(h) == 0 && p.page(t, "/clients/held", 200).Find("p.hold").Length() == 0, fmt.Sprint(h)
+	poll.Eventually(t, 10*time.Second, "the hold cleared", func() error {
+		if h := status("?install=held"); len(h) != 0 || p.page(t, "/clients/held", 200).Find("p.hold").Length() != 0 {
+			return fmt.Errorf("held %v", h)
+		}
+		return nil
 	})
 }
 
