@@ -29,6 +29,7 @@ import (
 type Recorder struct {
 	js      jetstream.JetStream
 	log     *slog.Logger
+	met     *metrics.Metrics
 	slots   chan struct{} // one per append on its way
 	pending chan *pendingAppend
 	stop    chan struct{} // closed when Close's deadline passes
@@ -52,8 +53,9 @@ type pendingAppend struct {
 const ackWait = 10 * time.Second
 
 // NewRecorder returns a Recorder with at most inFlight appends on their
-// way (256 when not positive). Its goroutine ends with Close.
-func (s *Store) NewRecorder(log *slog.Logger, inFlight int) *Recorder {
+// way (256 when not positive), counting in met (nil counts nothing). Its
+// goroutine ends with Close.
+func (s *Store) NewRecorder(log *slog.Logger, met *metrics.Metrics, inFlight int) *Recorder {
 	if inFlight <= 0 {
 		inFlight = 256
 	}
@@ -61,7 +63,7 @@ func (s *Store) NewRecorder(log *slog.Logger, inFlight int) *Recorder {
 		log = slog.Default()
 	}
 	r := &Recorder{
-		js: s.js, log: log,
+		js: s.js, log: log, met: met,
 		slots:   make(chan struct{}, inFlight),
 		pending: make(chan *pendingAppend, inFlight),
 		stop:    make(chan struct{}), done: make(chan struct{}),
@@ -119,7 +121,7 @@ func (r *Recorder) Append(ctx context.Context, e fleet.Event, dedupID string, do
 	}
 	p := &pendingAppend{subject: historyPrefix + e.Device, id: dedupID, data: data, done: done}
 	p.future, p.err = r.js.PublishAsync(p.subject, p.data, jetstream.WithMsgID(p.id))
-	metrics.HistoryAppendsPending.Inc()
+	r.met.HistoryAppendsPending(1)
 	r.pending <- p // never blocks: it has as many places as there are slots
 	r.mu.Unlock()
 }
@@ -146,11 +148,11 @@ func (r *Recorder) collect() {
 				p.done(nil)
 				break
 			}
-			metrics.HistoryAppendErrors.Inc()
+			r.met.HistoryAppendError()
 			r.log.Warn("history append failed, sending again", "subject", p.subject, "id", p.id, "attempt", attempt, "err", err)
 			select {
 			case <-r.stop:
-				metrics.HistoryAppendsLost.Inc()
+				r.met.HistoryAppendLost()
 				r.log.Error("history append given up at shutdown", "subject", p.subject, "id", p.id, "err", err)
 				p.done(fmt.Errorf("%w: %v", ErrRecorderClosed, err))
 			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)):
@@ -159,7 +161,7 @@ func (r *Recorder) collect() {
 			}
 			break
 		}
-		metrics.HistoryAppendsPending.Dec()
+		r.met.HistoryAppendsPending(-1)
 		<-r.slots
 	}
 }

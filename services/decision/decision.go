@@ -69,6 +69,8 @@ type Options struct {
 	Retry RetryPolicy
 	// InFlight bounds the history appends on their way at once (256).
 	InFlight int
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // RetryPolicy says when a failed install is tried again.
@@ -95,6 +97,7 @@ type Service struct {
 	retry    RetryPolicy
 	inFlight int
 
+	metrics *metrics.Metrics
 	rec     *store.Recorder
 	catalog atomic.Pointer[fleet.Catalog]
 
@@ -135,7 +138,7 @@ func New(opts Options) (*Service, error) {
 	}
 	return &Service{
 		log: opts.Log, store: opts.Store, nc: opts.Conn, base: strings.TrimRight(opts.PublicURL, "/"), key: opts.LinkKey,
-		retry: r, inFlight: opts.InFlight,
+		retry: r, inFlight: opts.InFlight, metrics: opts.Metrics,
 		devices: map[string]fleet.Device{}, ready: make(chan struct{}),
 		retries: newRetrier(),
 	}, nil
@@ -153,7 +156,7 @@ const ConsumerName = "decision"
 // acknowledged (for at most five seconds); an error only when the
 // consumer cannot be set up. Run is called once.
 func (s *Service) Run(ctx context.Context) error {
-	s.rec = s.store.NewRecorder(s.log, s.inFlight)
+	s.rec = s.store.NewRecorder(s.log, s.metrics, s.inFlight)
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -172,7 +175,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error {
-		return s.store.ConsumeAgentAsync(ctx, s.log, ConsumerName, []string{wire.AllVersionsInstalled}, s.handleInstalled)
+		return s.store.ConsumeAgentAsync(ctx, s.log, s.metrics, ConsumerName, []string{wire.AllVersionsInstalled}, s.handleInstalled)
 	})
 	g.Go(func() error { return s.watchCatalog(ctx) })
 	g.Go(func() error { return s.runRetries(ctx) })
@@ -406,14 +409,14 @@ func (s *Service) send(p *prepared, id, installed string, retry bool) (fleet.Eve
 	if err := s.nc.Publish(wire.OfferSubject(id), data); err != nil {
 		return fleet.Event{}, fmt.Errorf("publish offer: %w", err)
 	}
-	metrics.OffersSent.Inc()
+	s.metrics.OfferSent()
 	from := installed
 	if from == "" {
 		from = "no version"
 	}
 	detail := fmt.Sprintf("offer %s, from %s", o.ID, from)
 	if retry {
-		metrics.InstallRetries.Inc()
+		s.metrics.InstallRetry()
 		detail += ", trying a failed install again"
 	}
 	s.log.Debug("offered", "device", id, "version", o.Version, "from", installed, "offer", o.ID, "retry", retry)

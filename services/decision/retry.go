@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
-	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -151,7 +150,7 @@ func (s *Service) countFailure(ctx context.Context, id string) {
 			"failures", rs.Failures, "next", rs.Next)
 		return
 	}
-	metrics.HeldBack.Inc()
+	s.metrics.HeldBack()
 	reason := fmt.Sprintf("held back after %d failed installs of %s", rs.Failures, target.Version)
 	s.log.Warn("device held back", "device", id, "version", target.Version, "failures", rs.Failures)
 	dedup := fmt.Sprintf("held-back-%s-%s-%d", id, target.SHA256, rs.Counted.UnixNano())
