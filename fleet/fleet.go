@@ -27,6 +27,9 @@ type Device struct {
 	// Install is the latest install the device reported, in progress or
 	// finished.
 	Install *Install `json:"install,omitempty"`
+	// Retries is the decision service's automatic retry of the target
+	// after failed installs of it (holdback.go).
+	Retries *Retries `json:"retries,omitempty"`
 }
 
 // Install is the state of a device's latest install.
@@ -135,6 +138,9 @@ const (
 	EventRefused         EventKind = "refused"
 	EventRevoked         EventKind = "revoked"
 	EventDeleted         EventKind = "deleted"
+	// EventHeldBack: the decision stopped offering a release to a device
+	// whose installs of it kept failing (Retries).
+	EventHeldBack EventKind = "held_back"
 )
 
 // Event is one entry of the append-only update history.

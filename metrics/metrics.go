@@ -35,6 +35,7 @@ type Metrics struct {
 	catalogRefused  prometheus.Gauge
 	catalogReleases prometheus.Gauge
 	httpDuration    *prometheus.HistogramVec
+	rollout         rollout
 }
 
 // New makes thinfleet's metrics and registers them on reg; it panics if
@@ -78,6 +79,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.dropped, m.offersSent, m.installs, m.installDuration,
 		m.jetStreamFaults, m.catalogRefused, m.catalogReleases, m.httpDuration)
+	m.rollout = newRollout(reg)
 	return m
 }
 

@@ -66,6 +66,17 @@ func StoredSubjects() []string {
 // a device's rate is limited by the intake, before its message is
 // acknowledged. It returns when ctx ends.
 func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, met *metrics.Metrics, name string, subjects []string, handle func(context.Context, AgentMessage) error) error {
+	return s.ConsumeAgentAsync(ctx, log, met, name, subjects, func(ctx context.Context, m AgentMessage, done func(error)) {
+		done(handle(ctx, m))
+	})
+}
+
+// ConsumeAgentAsync is ConsumeAgent for a handler that may finish a
+// message later: handle must call done exactly once, from any goroutine,
+// with what ConsumeAgent's handler would return, and the message is
+// acknowledged (or dropped, or redelivered) then. Messages keep coming
+// meanwhile, up to the consumer's bound of unacknowledged ones (1000).
+func (s *Store) ConsumeAgentAsync(ctx context.Context, log *slog.Logger, met *metrics.Metrics, name string, subjects []string, handle func(ctx context.Context, m AgentMessage, done func(error))) error {
 	filter := make([]string, len(subjects))
 	for i, subj := range subjects {
 		filter[i] = StoredSubject(subj)
@@ -116,19 +127,20 @@ func (s *Store) ConsumeAgent(ctx context.Context, log *slog.Logger, met *metrics
 			Kind: kind, Device: id, Data: m.Data(),
 			ID: fmt.Sprintf("%s-%d", AgentStream, meta.Sequence.Stream), Time: meta.Timestamp.UTC(),
 		}
-		err = handle(ctx, msg)
-		var perm *permanentError
-		switch {
-		case err == nil:
-			_ = m.Ack()
-		case errors.As(err, &perm):
-			log.Warn("dropped message", "service", name, "device", id, "kind", kind, "err", err)
-			met.Dropped(string(kind), wire.DropReason(perm.err))
-			_ = m.Term()
-		default:
-			log.Error("handle message, will retry", "service", name, "device", id, "kind", kind, "err", err)
-			_ = m.NakWithDelay(time.Second)
-		}
+		handle(ctx, msg, func(err error) {
+			var perm *permanentError
+			switch {
+			case err == nil:
+				_ = m.Ack()
+			case errors.As(err, &perm):
+				log.Warn("dropped message", "service", name, "device", id, "kind", kind, "err", err)
+				met.Dropped(string(kind), wire.DropReason(perm.err))
+				_ = m.Term()
+			default:
+				log.Error("handle message, will retry", "service", name, "device", id, "kind", kind, "err", err)
+				_ = m.NakWithDelay(time.Second)
+			}
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("%s: consume: %w", name, err)

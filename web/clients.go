@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-version"
 
@@ -87,12 +88,15 @@ func (vs *versions) counts(devices []fleet.Device) []pages.VersionCount {
 
 // selectClients returns the devices q selects, in its order. devices is
 // sorted by id, as the hub gives it; the result points into it.
-func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions) []*fleet.Device {
+func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions, c fleet.Catalog) []*fleet.Device {
 	needle := strings.ToLower(q.Q)
 	out := make([]*fleet.Device, 0, len(devices))
+	target, ok := c.TargetRelease()
+	now := time.Now()
 	for i := range devices {
 		d := &devices[i]
 		switch {
+		case q.Install != "" && !installIs(*d, q.Install, target, ok, now):
 		case needle != "" && !containsFold(d.ID, needle) && !containsFold(d.Hostname, needle):
 		case q.Alive == "alive" && !d.Alive, q.Alive == "notalive" && d.Alive:
 		case q.Version == "none" && d.Version != "":
@@ -169,6 +173,16 @@ func columnOrder(col string, vs *versions, devices []*fleet.Device) func(a, b *f
 		return func(a, b *fleet.Device) int { return a.LastSeen.Compare(b.LastSeen) }
 	}
 	return func(a, b *fleet.Device) int { return strings.Compare(a.ID, b.ID) }
+}
+
+// installIs reports whether d's install mark is the Clients filter's
+// "failed" (held back ones included) or "held".
+func installIs(d fleet.Device, filter string, target fleet.Release, ok bool, now time.Time) bool {
+	m, _ := installNote(d, target, ok, now)
+	if filter == "held" {
+		return m == pages.InstallHeld
+	}
+	return m == pages.InstallFailed || (m == pages.InstallHeld && d.FailedInstall())
 }
 
 func diskTotal(d *fleet.Device) uint64 {

@@ -74,6 +74,9 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 		Mark: newVersions(c.Target).mark(d.Version), Target: c.Target,
 		OfferNote: s.offerNote(d, c), Events: events,
 	}
+	if t, ok := c.TargetRelease(); ok && wire.Newer(t.Version, d.Version) {
+		v.Hold = d.HoldBack(t, time.Now()).Reason
+	}
 	if v.Revoked() {
 		v.OfferNote = "The device is revoked."
 	}
@@ -84,47 +87,86 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 }
 
 // handleOfferAgain offers the catalog's target to one device again, with
-// Retry set so that the agent tries a version that failed before, and
+// Retry set so that the agent tries a version that failed before, clears
+// the device's count of failed installs (it is no longer held back), and
 // records the offer in the history. It answers with the device's page.
 func (s *Server) handleOfferAgain() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
 		id := r.PathValue("id")
-		back := func(notice string) {
+		notice, err := s.offerAgain(r, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			http.Error(w, "no device with that id", http.StatusNotFound)
+		case err != nil:
+			s.pageError(w, err)
+		default:
 			http.Redirect(w, r, pages.ClientURL(id)+"?notice="+notice, http.StatusSeeOther)
 		}
-		d, err := s.opts.Store.Device(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			http.Error(w, "no device with that id", http.StatusNotFound)
-			return
-		}
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		c, err := s.opts.Store.Catalog(ctx)
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		target, ok := c.TargetRelease()
-		switch {
-		case s.opts.Conn == nil:
-			back("no-action")
-			return
-		case !ok:
-			back("no-target")
-			return
-		case !wire.Newer(target.Version, d.Version):
-			back("up-to-date")
-			return
-		}
-		if err := s.offer(r, id, target); err != nil {
-			s.pageError(w, err)
-			return
-		}
-		back("offered")
 	})
+}
+
+// handleOfferAgainAPI is offer again for the API (POST
+// /api/v1/devices/{id}/offer): 200 with the version offered, 404 for an
+// unknown device, 409 when there is nothing to offer it.
+func (s *Server) handleOfferAgainAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		notice, err := s.offerAgain(r, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeError(w, http.StatusNotFound, "no device with that id")
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		case notice != "offered":
+			writeError(w, http.StatusConflict, map[string]string{
+				"no-action": "this server cannot publish offers", "no-target": "there is no target version to offer",
+				"up-to-date": "the device already runs the target",
+			}[notice])
+		default:
+			c, _ := s.opts.Store.Catalog(r.Context())
+			writeJSON(w, http.StatusOK, map[string]any{"id": id, "offered": c.Target})
+		}
+	})
+}
+
+// offerAgain offers the target to device id again, as an operator asked,
+// and returns the notice to show: offered, no-action, no-target or
+// up-to-date.
+func (s *Server) offerAgain(r *http.Request, id string) (string, error) {
+	ctx := r.Context()
+	d, err := s.opts.Store.Device(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	c, err := s.opts.Store.Catalog(ctx)
+	if err != nil {
+		return "", err
+	}
+	target, ok := c.TargetRelease()
+	switch {
+	case s.opts.Conn == nil:
+		return "no-action", nil
+	case !ok:
+		return "no-target", nil
+	case !wire.Newer(target.Version, d.Version):
+		return "up-to-date", nil
+	}
+	// The failures so far no longer hold the device back: the decision
+	// tries it again on its own if this install fails too.
+	_, err = s.opts.Store.UpdateDevice(ctx, id, func(d *fleet.Device) error {
+		if d.FirstSeen.IsZero() && d.LastSeen.IsZero() && d.Install == nil {
+			return store.ErrUnchanged // deleted meanwhile
+		}
+		d.OfferedAgain(target)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := s.offer(r, id, target); err != nil {
+		return "", err
+	}
+	return "offered", nil
 }
 
 func (s *Server) offer(r *http.Request, id string, rel fleet.Release) error {

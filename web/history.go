@@ -16,7 +16,7 @@ const historyPage = 50
 var eventKinds = []fleet.EventKind{
 	fleet.EventRegistered, fleet.EventConnected, fleet.EventDisconnected, fleet.EventHardwareChanged,
 	fleet.EventOffered, fleet.EventDownloading, fleet.EventVerifying, fleet.EventInstalling,
-	fleet.EventInstalled, fleet.EventFailed,
+	fleet.EventInstalled, fleet.EventFailed, fleet.EventHeldBack,
 	fleet.EventEnrolled, fleet.EventPending, fleet.EventRefused, fleet.EventRevoked,
 }
 

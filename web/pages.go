@@ -79,6 +79,8 @@ func (s *Server) handleOverview() http.Handler {
 		}
 		pending, _ := pendingAndRevoked(ens)
 		vs := newVersions(c.Target)
+		rel, relOK := c.TargetRelease()
+		now := time.Now()
 		v := pages.OverviewView{
 			Frame:   frame(r, "Overview", "overview", liveURL(since, "devices,catalog,history,enrollments", "")),
 			Pending: len(pending),
@@ -96,6 +98,12 @@ func (s *Server) handleOverview() http.Handler {
 			}
 			if pages.Running(d.Install) {
 				v.Installing = append(v.Installing, d)
+			}
+			if installIs(d, "failed", rel, relOK, now) {
+				v.Failed++
+			}
+			if installIs(d, "held", rel, relOK, now) {
+				v.Held++
 			}
 		}
 		s.render(w, r, http.StatusOK, pages.Overview(v))
@@ -115,16 +123,19 @@ func (s *Server) handleClients() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, since, devices, ens, c.Target)))
+		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, since, devices, ens, c)))
 	})
 }
 
 // clientsView selects, sorts and cuts one page of devices.
 // The waiting devices are listed above them, at most pages.MaxPending.
-func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fleet.Enrollment, target string) pages.ClientsView {
+func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fleet.Enrollment, c fleet.Catalog) pages.ClientsView {
+	target := c.Target
+	rel, relOK := c.TargetRelease()
+	now := time.Now()
 	q := pages.ParseClientsQuery(r.URL.Query())
 	vs := newVersions(target)
-	sel := selectClients(devices, q, vs)
+	sel := selectClients(devices, q, vs, c)
 	pending, revoked := pendingAndRevoked(ens)
 	v := pages.ClientsView{
 		Frame:   frame(r, "Clients", "clients", liveURL(since, "devices,catalog,enrollments", "")),
@@ -135,7 +146,9 @@ func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fl
 	v.Query.Page = min(q.Page, v.Pages)
 	from := (v.Query.Page - 1) * q.Per
 	for _, d := range sel[from:min(from+q.Per, len(sel))] {
-		v.Rows = append(v.Rows, pages.ClientRow{Device: *d, Mark: vs.mark(d.Version), Revoked: revoked[d.ID]})
+		row := pages.ClientRow{Device: *d, Mark: vs.mark(d.Version), Revoked: revoked[d.ID]}
+		row.Install, row.Why = installNote(*d, rel, relOK, now)
+		v.Rows = append(v.Rows, row)
 	}
 	for _, c := range vs.counts(devices) {
 		if c.Version != "" {

@@ -28,6 +28,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /api/v1/devices/{id}/approve", api(s.handleEnrollState(fleet.EnrollApproved)))
 	mux.Handle("POST /api/v1/devices/{id}/revoke", api(s.handleEnrollState(fleet.EnrollRevoked)))
 	mux.Handle("DELETE /api/v1/devices/{id}", api(s.handleDeleteDevice()))
+	mux.Handle("POST /api/v1/devices/{id}/offer", api(s.handleOfferAgainAPI()))
 
 	mux.Handle("GET /downloads/{file}", s.handleDownload())
 

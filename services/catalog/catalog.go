@@ -17,7 +17,12 @@
 // policy file named "target" whose first line that is neither empty nor a
 // "#" comment names the version to offer. A pinned version that no valid
 // zip provides makes the target empty, and the catalog says why: thinfleet
-// never silently offers something else.
+// never silently offers something else. The line may also be in the seed
+// system's form, 'name', 'version', 'checksum', 'link', 'command': its
+// version must be a release's and its checksum that release's sha256
+// (unless it is a placeholder shorter than a digest); a line that is not
+// is refused with its reason, logged as a warning, and the target stays
+// what it was.
 //
 // With a publisher key, a zip is a release only if the signature file
 // beside it (update.zip.sig for update.zip) verifies against the key over

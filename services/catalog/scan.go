@@ -52,6 +52,9 @@ func (s *Service) scan(ctx context.Context) {
 	if sameContent(*s.published, next) {
 		return
 	}
+	if next.TargetReason != s.published.TargetReason && strings.Contains(next.TargetReason, " refused: ") {
+		s.log.Warn("policy file refused", "file", PolicyFile, "reason", next.TargetReason)
+	}
 	next.Updated = now
 	if err := s.store.PutCatalog(ctx, next); err != nil {
 		if ctx.Err() == nil {
@@ -107,7 +110,7 @@ func (s *Service) build(prev fleet.Catalog, now time.Time) (fleet.Catalog, error
 		n, _ := wire.CompareVersions(b.Version, a.Version)
 		return n
 	})
-	c.Target, c.TargetReason = s.target(c.Releases)
+	c.Target, c.TargetReason = s.target(c.Releases, prev)
 	return c, nil
 }
 

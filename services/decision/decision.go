@@ -1,15 +1,25 @@
 // Package decision offers updates: it compares what each device reports
 // installed with the catalog's target, and publishes an offer on
 // update.offer.<id> to every device below it. It never offers a
-// downgrade, and it does not offer again a version whose install failed on
-// that device, unless the failure was an interruption (the agent retries
-// those by itself after a crash).
+// downgrade, nor a release to a device of another platform than the
+// release lists; a failed install is offered again automatically after a
+// pause that doubles each time, and a device that fails the same release
+// Tries times is held back until an operator offers it again or another
+// release becomes the target (retry.go). An interruption is no failure:
+// the agent retries those by itself after a crash.
+//
+// The service decides from memory: it keeps a copy of every device
+// record, loaded once from the devices bucket and kept current by a
+// watch of it (view.go), and of the catalog. A catalog change publishes
+// every offer first, then records them in the history without waiting
+// for each append in turn (store.Recorder): at 10,000 devices the offers
+// are out before the first history append is on disk.
 //
 // Offers go out on core NATS: an offer to a device that is not listening
 // is lost, and the device is offered again when it next reports its
-// version (on every connect), when it turns alive again (alive.go) or when
-// the catalog changes. Repeats are
-// harmless; the agent ignores an offer of what it runs or is installing.
+// version (on every connect), when it turns alive again (view.go) or when
+// the catalog changes. Repeats are harmless; the agent ignores an offer
+// of what it runs or is installing, and every offer has an id of its own.
 //
 // Every offer carries the release's signature, when it has one, and a
 // download link signed with the link key that expires with the offer
@@ -17,13 +27,17 @@
 package decision
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,10 +53,8 @@ import (
 
 // Options configure the decision service.
 type Options struct {
-	Log *slog.Logger // slog.Default() when nil
-	// Metrics count what the service refuses and does; nil counts nothing.
-	Metrics *metrics.Metrics
-	Store   *store.Store // required
+	Log   *slog.Logger // slog.Default() when nil
+	Store *store.Store // required
 	// Conn publishes the offers; required.
 	Conn *nats.Conn
 	// PublicURL is the base of download links, such as
@@ -52,16 +64,51 @@ type Options struct {
 	// shared with the web server that checks them; required, at least
 	// downloadlink.MinKeyLength bytes.
 	LinkKey []byte
+	// Retry is the automatic retry of failed installs; its zero fields
+	// take DefaultRetry's.
+	Retry RetryPolicy
+	// InFlight bounds the history appends on their way at once (256).
+	InFlight int
+	// Metrics count what the service refuses and does; nil counts nothing.
+	Metrics *metrics.Metrics
 }
+
+// RetryPolicy says when a failed install is tried again.
+type RetryPolicy struct {
+	// First is the pause after the first failure; each later pause is
+	// twice the one before, at most Last.
+	First, Last time.Duration
+	// Tries is how many failed installs of one release hold a device
+	// back.
+	Tries int
+}
+
+// DefaultRetry tries a failed install again after 30 s, 1, 2 and 4
+// minutes, and holds the device back at the fifth failure.
+var DefaultRetry = RetryPolicy{First: 30 * time.Second, Last: 30 * time.Minute, Tries: 5}
 
 // Service decides which device gets which offer.
 type Service struct {
+	log      *slog.Logger
+	store    *store.Store
+	nc       *nats.Conn
+	base     string
+	key      []byte
+	retry    RetryPolicy
+	inFlight int
+
 	metrics *metrics.Metrics
-	log     *slog.Logger
-	store   *store.Store
-	nc      *nats.Conn
-	base    string
-	key     []byte
+	rec     *store.Recorder
+	catalog atomic.Pointer[fleet.Catalog]
+
+	// mu guards devices, the copy of the devices bucket (view.go).
+	mu      sync.RWMutex
+	devices map[string]fleet.Device
+	ready   chan struct{} // closed once devices holds the whole bucket
+
+	retries retrier
+	// background runs the history appends of catalog changes.
+	background sync.WaitGroup
 }
 
 // New checks opts and returns a service ready to Run.
@@ -79,7 +126,22 @@ func New(opts Options) (*Service, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Service{metrics: opts.Metrics, log: opts.Log, store: opts.Store, nc: opts.Conn, base: strings.TrimRight(opts.PublicURL, "/"), key: opts.LinkKey}, nil
+	r := opts.Retry
+	if r.First <= 0 {
+		r.First = DefaultRetry.First
+	}
+	if r.Last <= 0 {
+		r.Last = max(DefaultRetry.Last, r.First)
+	}
+	if r.Tries <= 0 {
+		r.Tries = DefaultRetry.Tries
+	}
+	return &Service{
+		log: opts.Log, store: opts.Store, nc: opts.Conn, base: strings.TrimRight(opts.PublicURL, "/"), key: opts.LinkKey,
+		retry: r, inFlight: opts.InFlight, metrics: opts.Metrics,
+		devices: map[string]fleet.Device{}, ready: make(chan struct{}),
+		retries: newRetrier(),
+	}, nil
 }
 
 // ConsumerName is the durable consumer the service reads through.
@@ -87,18 +149,61 @@ const ConsumerName = "decision"
 
 // Run offers updates until ctx ends: to each device that reports an older
 // version, to every alive device below the target whenever the catalog
-// changes, and to a device below it that turns alive again. It returns
-// once ctx has ended and its goroutines (the consumer, the catalog watch
-// and the device watch) have returned; an error only when the consumer
-// cannot be set up.
+// changes, to a device below it that turns alive again, and to a device
+// whose failed install is due to be tried again. It returns once ctx has
+// ended, its goroutines (the consumer, the catalog and device watches and
+// the retries) have returned and the history appends on their way are
+// acknowledged (for at most five seconds); an error only when the
+// consumer cannot be set up. Run is called once.
 func (s *Service) Run(ctx context.Context) error {
+	s.rec = s.store.NewRecorder(s.log, s.metrics, s.inFlight)
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.rec.Close(cctx)
+	}()
+	if !s.loadCatalog(ctx) {
+		return nil
+	}
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.watchDevices(ctx) })
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		err := g.Wait()
+		s.background.Wait()
+		return err
+	}
 	g.Go(func() error {
-		return s.store.ConsumeAgent(ctx, s.log, s.metrics, ConsumerName, []string{wire.AllVersionsInstalled}, s.handleInstalled)
+		return s.store.ConsumeAgentAsync(ctx, s.log, s.metrics, ConsumerName, []string{wire.AllVersionsInstalled}, s.handleInstalled)
 	})
 	g.Go(func() error { return s.watchCatalog(ctx) })
-	g.Go(func() error { return s.watchAlive(ctx) })
-	return g.Wait()
+	g.Go(func() error { return s.runRetries(ctx) })
+	err := g.Wait()
+	s.background.Wait()
+	return err
+}
+
+// loadCatalog reads the catalog the reports are judged against until the
+// catalog watch delivers it, trying again while the store does not
+// answer; false when ctx ended first.
+func (s *Service) loadCatalog(ctx context.Context) bool {
+	for attempt := 1; ; attempt++ {
+		c, err := s.store.Catalog(ctx)
+		if err == nil {
+			s.catalog.Store(&c)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.log.Warn("read catalog, will retry", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
+		}
+	}
 }
 
 // watchCatalog calls catalogChanged on every catalog until ctx ends,
@@ -117,92 +222,154 @@ func (s *Service) watchCatalog(ctx context.Context) error {
 	return nil
 }
 
+// target returns the release every device should run.
+func (s *Service) target() (fleet.Release, bool) {
+	return s.catalog.Load().TargetRelease()
+}
+
 // handleInstalled answers a version.installed report. The report may be
 // handled before inventory has created the device record, so the report's
 // own version decides; a record that already holds the target (the report
-// is an old one, redelivered) holds the offer back too.
-func (s *Service) handleInstalled(ctx context.Context, m store.AgentMessage) error {
+// is an old one, redelivered) holds the offer back too. The report is
+// acknowledged once the offer is in the history.
+func (s *Service) handleInstalled(ctx context.Context, m store.AgentMessage, done func(error)) {
 	v, err := wire.Decode[wire.VersionInstalled](m.Data)
 	if err != nil {
-		return store.Permanent(err)
+		done(store.Permanent(err))
+		return
 	}
-	c, err := s.store.Catalog(ctx)
-	if err != nil {
-		return err
-	}
-	target, ok := c.TargetRelease()
+	target, ok := s.target()
 	if !ok || !wire.Newer(target.Version, v.Version) {
-		return nil
+		done(nil)
+		return
 	}
-	d, err := s.store.Device(ctx, m.Device)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
+	d, known := s.device(m.Device)
+	if !known {
 		d = fleet.Device{ID: m.Device, Version: v.Version}
-	case err != nil:
-		return err
 	}
-	if why := holdBack(d, target); why != "" {
-		s.log.Debug("no offer", "device", m.Device, "version", target.Version, "reason", why)
-		return nil
+	hold := d.HoldBack(target, time.Now())
+	if hold.Reason != "" {
+		s.log.Debug("no offer", "device", m.Device, "version", target.Version, "reason", hold.Reason)
+		done(nil)
+		return
 	}
-	return s.offer(ctx, m.Device, v.Version, target, "offered-"+m.ID)
+	e, err := s.publish(m.Device, v.Version, target, hold.Retry)
+	if err != nil {
+		done(err)
+		return
+	}
+	s.rec.Append(ctx, e, "offered-"+m.ID, done)
 }
 
-// catalogChanged offers the target to every alive device below it.
+// catalogChanged offers the target to every alive device below it that
+// nothing holds back: every offer is published first, then recorded.
 func (s *Service) catalogChanged(ctx context.Context, c fleet.Catalog) {
+	s.catalog.Store(&c)
 	target, ok := c.TargetRelease()
 	if !ok {
 		s.log.Info("nothing to offer", "reason", c.TargetReason)
 		return
 	}
-	devices, err := s.store.Devices(ctx)
-	if err != nil {
-		// Devices not offered now are offered when they next report.
-		s.log.Error("catalog changed, cannot list devices", "err", err)
-		return
+	type due struct {
+		id, installed string
+		retry         bool
 	}
-	n := 0
-	for _, d := range devices {
+	var offers []due
+	var count []string
+	held := 0
+	now := time.Now()
+	s.mu.RLock()
+	for id, d := range s.devices {
+		if d.NeedsCount(target) {
+			count = append(count, id)
+		}
 		if !d.Alive || !wire.Newer(target.Version, d.Version) {
 			continue
 		}
-		if why := holdBack(d, target); why != "" {
-			s.log.Debug("no offer", "device", d.ID, "version", target.Version, "reason", why)
+		if hold := d.HoldBack(target, now); hold.Reason != "" {
+			held++
+			s.log.Debug("no offer", "device", id, "version", target.Version, "reason", hold.Reason)
+		} else {
+			offers = append(offers, due{id, d.Version, hold.Retry})
+		}
+	}
+	s.mu.RUnlock()
+	s.retries.count(count...)
+	offer, err := s.prepare(target, time.Now())
+	if err != nil {
+		s.log.Error("catalog changed, nothing offered", "version", target.Version, "err", err)
+		return
+	}
+	events := make([]fleet.Event, 0, len(offers))
+	for _, o := range offers {
+		e, err := s.send(offer, o.id, o.installed, o.retry)
+		if err != nil {
+			s.log.Error("offer", "device", o.id, "version", target.Version, "err", err)
 			continue
 		}
-		// One event per device and catalog value: a watch that replays
-		// the same catalog does not repeat it.
-		dedup := fmt.Sprintf("offered-%s-%s-%d", d.ID, target.SHA256, c.Updated.UnixNano())
-		if err := s.offer(ctx, d.ID, d.Version, target, dedup); err != nil {
-			s.log.Error("offer", "device", d.ID, "version", target.Version, "err", err)
-			continue
+		events = append(events, e)
+	}
+	s.log.Info("catalog changed", "target", target.Version, "offers", len(events), "held_back", held)
+	// Recorded apart, so that the next catalog change is not kept
+	// waiting for this one's history (at 10,000 devices, seconds of
+	// appends on a disk that syncs each one). Appends not done when the
+	// service stops are made again when it starts: the catalog watch
+	// replays the catalog, with the same dedup ids.
+	s.background.Go(func() {
+		for _, e := range events {
+			// One event per device and catalog value: a watch that
+			// replays the same catalog does not repeat it.
+			dedup := fmt.Sprintf("offered-%s-%s-%d", e.Device, target.SHA256, c.Updated.UnixNano())
+			s.rec.Append(ctx, e, dedup, s.logAppend(e))
 		}
-		n++
-	}
-	s.log.Info("catalog changed", "target", target.Version, "offers", n)
+	})
 }
 
-// holdBack says why device d must not be offered release r now, or "".
-func holdBack(d fleet.Device, r fleet.Release) string {
-	if d.Version != "" && !wire.Newer(r.Version, d.Version) {
-		return "device runs " + d.Version
+// offer publishes an offer of r to device id and records it, without
+// waiting for the history.
+func (s *Service) offer(ctx context.Context, id, installed string, r fleet.Release, retry bool, dedup string) {
+	e, err := s.publish(id, installed, r, retry)
+	if err != nil {
+		s.log.Error("offer", "device", id, "version", r.Version, "err", err)
+		return
 	}
-	in := d.Install
-	if in == nil || in.State != wire.StateFailed {
-		return ""
-	}
-	if c, err := wire.CompareVersions(in.Version, r.Version); err != nil || c != 0 {
-		return ""
-	}
-	if strings.HasPrefix(in.Detail, "interrupted") {
-		return ""
-	}
-	return "its install of this version failed"
+	s.rec.Append(ctx, e, dedup, s.logAppend(e))
 }
 
-// offer publishes an offer of r to device id and records it.
-func (s *Service) offer(ctx context.Context, id, installed string, r fleet.Release, dedup string) error {
-	now := time.Now().UTC()
+// logAppend is the done function of an append nothing waits for.
+func (s *Service) logAppend(e fleet.Event) func(error) {
+	return func(err error) {
+		if err != nil {
+			s.log.Error("record offer", "device", e.Device, "version", e.Version, "err", err)
+		}
+	}
+}
+
+// publish publishes an offer of r to device id, installed on it now, and
+// returns the history event that records it.
+func (s *Service) publish(id, installed string, r fleet.Release, retry bool) (fleet.Event, error) {
+	p, err := s.prepare(r, time.Now())
+	if err != nil {
+		return fleet.Event{}, err
+	}
+	return s.send(p, id, installed, retry)
+}
+
+// prepared is the offer of a release that every device is sent, each
+// with an id of its own: encoded once, with or without Retry, the id
+// written into a copy for each device.
+type prepared struct {
+	offer wire.Offer
+	data  [2][]byte // without Retry, with it
+}
+
+// idStart is where the id's characters begin in an encoded offer: the id
+// is its first field, and every id (a nuid) has the same length.
+var idStart = len(`{"id":"`)
+
+// prepare makes the offer of r at now, and checks it once.
+func (s *Service) prepare(r fleet.Release, now time.Time) (*prepared, error) {
+	now = now.UTC()
 	o := wire.Offer{
 		ID: nuid.Next(), Name: r.Name, Version: r.Version, SHA256: r.SHA256, Size: r.Size,
 		Command: r.Command, URL: s.base + downloadlink.Path(s.key, r.File, now.Add(downloadlink.Lifetime)),
@@ -210,27 +377,48 @@ func (s *Service) offer(ctx context.Context, id, installed string, r fleet.Relea
 	}
 	if err := o.Validate(); err != nil {
 		// The catalog checks every release; this guards the agent anyway.
-		return fmt.Errorf("release %s is not offerable: %w", r.Version, err)
+		return nil, fmt.Errorf("release %s is not offerable: %w", r.Version, err)
 	}
-	data, err := json.Marshal(o)
-	if err != nil {
-		return fmt.Errorf("encode offer: %w", err)
+	p := &prepared{offer: o}
+	for i, retry := range []bool{false, true} {
+		o.Retry = retry
+		data, err := json.Marshal(o)
+		if err != nil {
+			return nil, fmt.Errorf("encode offer: %w", err)
+		}
+		if !bytes.HasPrefix(data, []byte(`{"id":"`+o.ID+`"`)) {
+			return nil, errors.New("encode offer: the id is not its first field")
+		}
+		p.data[i] = data
+	}
+	return p, nil
+}
+
+// send publishes prepared offer p to device id with an id of its own.
+func (s *Service) send(p *prepared, id, installed string, retry bool) (fleet.Event, error) {
+	o := p.offer
+	data := p.data[0]
+	if retry {
+		data = p.data[1]
+	}
+	data = slices.Clone(data)
+	o.ID, o.Retry = nuid.Next(), retry
+	if copy(data[idStart:], o.ID) != len(p.offer.ID) || len(o.ID) != len(p.offer.ID) {
+		return fleet.Event{}, errors.New("encode offer: ids of different lengths")
 	}
 	if err := s.nc.Publish(wire.OfferSubject(id), data); err != nil {
-		return fmt.Errorf("publish offer: %w", err)
+		return fleet.Event{}, fmt.Errorf("publish offer: %w", err)
 	}
 	s.metrics.OfferSent()
 	from := installed
 	if from == "" {
 		from = "no version"
 	}
-	e := fleet.Event{
-		Time: o.Time, Device: id, Event: fleet.EventOffered, Version: r.Version,
-		Detail: fmt.Sprintf("offer %s, from %s", o.ID, from),
+	detail := fmt.Sprintf("offer %s, from %s", o.ID, from)
+	if retry {
+		s.metrics.InstallRetry()
+		detail += ", trying a failed install again"
 	}
-	if err := s.store.AppendEvent(ctx, e, dedup); err != nil {
-		return err
-	}
-	s.log.Info("offered", "device", id, "version", r.Version, "from", installed, "offer", o.ID)
-	return nil
+	s.log.Debug("offered", "device", id, "version", o.Version, "from", installed, "offer", o.ID, "retry", retry)
+	return fleet.Event{Time: o.Time, Device: id, Event: fleet.EventOffered, Version: o.Version, Detail: detail}, nil
 }

@@ -22,6 +22,9 @@ import (
 )
 
 type env struct {
+	srv    *natstest.Server
+	retry  decision.RetryPolicy
+	stop   func() // stops the service setup started
 	store  *store.Store
 	agent  *nats.Conn
 	offers chan *nats.Msg
@@ -30,8 +33,13 @@ type env struct {
 // setup starts a server with catalog c and a decision service, and
 // listens to every offer.
 func setup(t *testing.T, c fleet.Catalog, devices ...fleet.Device) env {
+	return setupWith(t, decision.RetryPolicy{}, c, devices...)
+}
+
+// setupWith is setup with a retry policy.
+func setupWith(t *testing.T, retry decision.RetryPolicy, c fleet.Catalog, devices ...fleet.Device) env {
 	srv := natstest.Start(t, natstest.Options{})
-	e := env{store: srv.Store(), agent: srv.Conn("agent"), offers: make(chan *nats.Msg, 1000)}
+	e := env{srv: srv, store: srv.Store(), agent: srv.Conn("agent"), offers: make(chan *nats.Msg, 1000), retry: retry}
 	if _, err := e.agent.ChanSubscribe(wire.AllOffers, e.offers); err != nil {
 		t.Fatal(err)
 	}
@@ -42,15 +50,21 @@ func setup(t *testing.T, c fleet.Catalog, devices ...fleet.Device) env {
 	for _, d := range devices {
 		e.putDevice(t, d)
 	}
+	e.stop = e.start(t)
+	return e
+}
+
+// start starts a decision service on e's store; stop stops it.
+func (e *env) start(t *testing.T) (stop func()) {
+	t.Helper()
 	s, err := decision.New(decision.Options{Metrics: natstest.Metrics,
-		Log: natstest.Logger(t), Store: e.store, Conn: srv.Conn("decision"),
-		PublicURL: "http://updates.example:8080/", LinkKey: linkKey,
+		Log: natstest.Logger(t), Store: e.store, Conn: e.srv.Conn("decision"),
+		PublicURL: "http://updates.example:8080/", LinkKey: linkKey, Retry: e.retry,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.Run(t, s.Run)
-	return e
+	return natstest.Run(t, s.Run)
 }
 
 func (e env) putCatalog(t *testing.T, c fleet.Catalog) {

@@ -292,7 +292,7 @@ func EventKind(k fleet.EventKind) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-		case fleet.EventFailed, fleet.EventDisconnected, fleet.EventRefused, fleet.EventRevoked:
+		case fleet.EventFailed, fleet.EventHeldBack, fleet.EventDisconnected, fleet.EventRefused, fleet.EventRevoked:
 			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 23, "<span class=\"badge bad\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err

@@ -13,6 +13,7 @@ type ClientsQuery struct {
 	Alive    string // "", "alive" or "notalive"
 	Version  string // exactly this version; "none" for no version yet
 	Outdated bool
+	Install  string // "", "failed" or "held" (held back)
 	Sort     string // a column of SortColumns; "" is id
 	Desc     bool
 	Page     int // from 1
@@ -36,6 +37,9 @@ func ParseClientsQuery(v url.Values) ClientsQuery {
 	}
 	if a := v.Get("alive"); a == "alive" || a == "notalive" {
 		q.Alive = a
+	}
+	if i := v.Get("install"); i == "failed" || i == "held" {
+		q.Install = i
 	}
 	sort := v.Get("sort")
 	q.Desc = strings.HasPrefix(sort, "-")
@@ -67,6 +71,7 @@ func (q ClientsQuery) values() url.Values {
 	set("q", q.Q)
 	set("alive", q.Alive)
 	set("version", q.Version)
+	set("install", q.Install)
 	if q.Outdated {
 		v.Set("outdated", "1")
 	}
@@ -135,5 +140,5 @@ func (q ClientsQuery) sortedBy() string {
 
 // Filtered reports whether q narrows the devices down.
 func (q ClientsQuery) Filtered() bool {
-	return q.Q != "" || q.Alive != "" || q.Version != "" || q.Outdated
+	return q.Q != "" || q.Alive != "" || q.Version != "" || q.Outdated || q.Install != ""
 }

@@ -36,6 +36,9 @@ const (
 type OverviewView struct {
 	Frame
 	Total, Alive, UpToDate, Outdated int
+	// Failed and Held count the devices whose install of the target
+	// failed, and those held back.
+	Failed, Held int
 	// Pending is how many devices wait for an operator's approval.
 	Pending    int
 	Target     string
@@ -56,7 +59,22 @@ type ClientRow struct {
 	fleet.Device
 	Mark    Mark
 	Revoked bool
+	// Install says whether the target's install failed or is held back,
+	// and Why in one line.
+	Install InstallMark
+	Why     string
 }
+
+// InstallMark is how a device stands with the target's install.
+type InstallMark int
+
+// The install marks: held back is failed too often (or not for the
+// device's platform), so the target is not offered without an operator.
+const (
+	InstallFine InstallMark = iota
+	InstallFailed
+	InstallHeld
+)
 
 // ClientsView is the Clients page.
 type ClientsView struct {
@@ -95,7 +113,11 @@ type ClientView struct {
 	// OfferNote says why the offer action is not available; empty when
 	// it is.
 	OfferNote string
-	Events    []fleet.Event
+	// Hold says why the decision does not offer the target to the
+	// device (held back, a retry planned, another platform); empty when
+	// nothing holds it back.
+	Hold   string
+	Events []fleet.Event
 	// OlderEvents is the URL of the device's older events; empty when
 	// Events are all of them.
 	OlderEvents string

@@ -34,6 +34,10 @@ type Options struct {
 	// so the broker publishes connect and disconnect events. Without it
 	// the server has the global account only and no users.
 	Accounts bool
+	// SyncAlways puts every JetStream write on disk before it is
+	// acknowledged, as the production broker does: for benchmarks that
+	// must pay what a real server pays.
+	SyncAlways bool
 }
 
 // Server is a running nats-server that shuts down when the test ends.
@@ -49,7 +53,7 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	sopts := &server.Options{
 		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(),
+		JetStream: true, StoreDir: t.TempDir(), SyncAlways: opts.SyncAlways,
 	}
 	if opts.Accounts {
 		app := server.NewAccount(AppAccount)
