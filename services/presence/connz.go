@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
+	"github.com/thinfleet/thinfleet/retry"
 	"github.com/thinfleet/thinfleet/services/internal/sysapi"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -94,22 +95,17 @@ func (s *Service) reconciler(ctx context.Context) {
 			return
 		case <-kick:
 		}
-		for attempt := 1; ; attempt++ {
+		retry.Do(ctx, retry.Backoff{Pause: time.Second, Max: 10 * time.Second}, func(attempt int) error {
 			asked := time.Now()
 			conns, err := s.connections(ctx)
-			if err == nil {
-				s.snapshot(conns, asked)
-				break
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("ask the broker for its connections, will retry", "attempt", attempt, "err", err)
+				}
+				return err
 			}
-			if ctx.Err() != nil {
-				return
-			}
-			s.log.Warn("ask the broker for its connections, will retry", "attempt", attempt, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
-			}
-		}
+			s.snapshot(conns, asked)
+			return nil
+		})
 	}
 }

@@ -42,6 +42,7 @@ import (
 
 	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/ratelimit"
+	"github.com/thinfleet/thinfleet/retry"
 	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -200,33 +201,29 @@ func (s *Service) Run(ctx context.Context) error {
 // at start: it turns notAlive three intervals later unless heartbeats
 // arrive. It reports false if ctx ended first.
 func (s *Service) reconcile(ctx context.Context, start time.Time) bool {
-	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+	err := retry.Do(ctx, retry.Backoff{Pause: time.Second, Max: 30 * time.Second}, func(int) error {
 		devices, err := s.store.Devices(ctx)
-		if err == nil {
-			alive := 0
-			s.mu.Lock()
-			for _, d := range devices {
-				st := &device{interval: clampInterval(d.HeartbeatMS), alive: d.Alive, recorded: d.Alive, recordedMS: d.HeartbeatMS}
-				if d.Alive {
-					alive++
-				}
-				s.devices[d.ID] = st
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("load devices, will retry", "err", err)
 			}
-			s.resumedAt = start
-			s.mu.Unlock()
-			s.log.Info("presence loaded", "devices", len(devices), "alive", alive)
-			return true
+			return err
 		}
-		if ctx.Err() != nil {
-			return false
+		alive := 0
+		s.mu.Lock()
+		for _, d := range devices {
+			st := &device{interval: clampInterval(d.HeartbeatMS), alive: d.Alive, recorded: d.Alive, recordedMS: d.HeartbeatMS}
+			if d.Alive {
+				alive++
+			}
+			s.devices[d.ID] = st
 		}
-		s.log.Error("load devices, will retry", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(wait):
-		}
-	}
+		s.resumedAt = start
+		s.mu.Unlock()
+		s.log.Info("presence loaded", "devices", len(devices), "alive", alive)
+		return nil
+	})
+	return err == nil
 }
 
 // clampInterval is a stored interval as a duration within the bounds an
