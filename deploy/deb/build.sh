@@ -36,7 +36,8 @@ for arch in $ARCHS; do
 	for pkg in $PACKAGES; do
 		CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath \
 			-ldflags "-s -w -X main.version=$binversion" -o "$BIN_DIR/$pkg" "./cmd/$pkg"
-		GOARCH=$arch BIN_DIR=$BIN_DIR go tool -modfile=tools/go.mod nfpm package \
+		# nfpm itself for this machine: go tool would build it for GOARCH.
+		GOOS= GOARCH= DEB_ARCH=$arch BIN_DIR=$BIN_DIR go tool -modfile=tools/go.mod nfpm package \
 			--config "deploy/deb/$pkg.yaml" --packager deb --target "$DIST/"
 	done
 done
