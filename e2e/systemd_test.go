@@ -24,7 +24,7 @@ func TestSystemdUnits(t *testing.T) {
 			t.Fatal(err)
 		}
 		// verify wants the binaries where ExecStart says.
-		text := strings.ReplaceAll(string(data), "/usr/local/bin/", binDir+"/")
+		text := strings.ReplaceAll(string(data), "/usr/bin/", binDir+"/")
 		path := filepath.Join(dir, u)
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
