@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/thinfleet/thinfleet/fdlimit"
 )
 
 const usage = `thinfleet-sim runs a simulated fleet against a thinfleet server: N agents
@@ -145,7 +147,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		b.WriteByte('\n')
 		_, _ = io.WriteString(stderr, b.String())
 	}
-	raiseFDLimit(log)
+	fdlimit.Raise(log)
 
 	res := &results{Agents: o.agents, Started: time.Now().UTC(), Scenarios: o.scenarios, LoadStart: loadAvg()}
 	state, err := filepath.Abs(o.state)

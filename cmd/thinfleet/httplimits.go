@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/thinfleet/thinfleet/fdlimit"
 	"github.com/thinfleet/thinfleet/web"
 )
 
@@ -44,7 +45,7 @@ func (l httpLimits) readHeaderTimeout() time.Duration {
 // resolve returns l with the total filled in from the process's open
 // files limit, which it raises first.
 func (l httpLimits) resolve(log *slog.Logger) httpLimits {
-	fds := raiseFDLimit(log)
+	fds := fdlimit.Raise(log)
 	if l.total == 0 {
 		l.total = 4096
 		if fds > 0 {

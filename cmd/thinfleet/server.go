@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
+	"github.com/thinfleet/thinfleet/fdlimit"
 	"github.com/thinfleet/thinfleet/metrics"
 )
 
@@ -172,7 +173,7 @@ func brokerFlags(fs *flag.FlagSet) func(context.Context, env) error {
 
 func runBroker(ctx context.Context, o brokerOptions, e env) error {
 	log := e.log
-	raiseFDLimit(log)
+	fdlimit.Raise(log)
 	tlsConf, err := o.tls.config()
 	if err != nil {
 		return err

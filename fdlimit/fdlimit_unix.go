@@ -1,17 +1,19 @@
 //go:build unix
 
-package main
+// Package fdlimit lifts a process's limit on open files, for the server
+// and the fleet simulator, which hold one connection per agent.
+package fdlimit
 
 import (
 	"log/slog"
 	"syscall"
 )
 
-// raiseFDLimit lifts the soft limit on open files to the hard limit and
+// Raise lifts the soft limit on open files to the hard limit and
 // returns it (0 when unknown). Go's runtime does the same on most
 // systems; doing it here too keeps it true everywhere and lets the log
-// say what the server may hold.
-func raiseFDLimit(log *slog.Logger) uint64 {
+// say what the process may hold.
+func Raise(log *slog.Logger) uint64 {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		log.Warn("read the open files limit", "err", err)
