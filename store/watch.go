@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -180,23 +181,73 @@ func load[T any](ctx context.Context, watch func(context.Context, func(Change[T]
 
 var errLoaded = errors.New("loaded")
 
-// rewatchPause is how long Rewatch waits before watching again.
-const rewatchPause = time.Second
+// rewatchPause is how long Rewatch waits before watching again after a
+// watch broke; reconnectPoll is how often it looks for a reconnection.
+const (
+	rewatchPause  = time.Second
+	reconnectPoll = 100 * time.Millisecond
+)
 
-// Rewatch runs watch until ctx ends, and again after a pause each time it
-// returns before then: a watch breaks when the connection is lost, and a
-// fresh one starts with the stored values, so nothing is missed. It logs
-// each break, naming what, and returns when ctx ends.
-func Rewatch(ctx context.Context, log *slog.Logger, what string, watch func(context.Context) error) {
-	_ = retry.Do(ctx, retry.Backoff{Pause: rewatchPause}, func(int) error {
-		err := watch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil {
+// Rewatch runs watch until ctx ends, and again each time it returns before
+// then: a watch breaks when the connection is lost, and a fresh one starts
+// with the stored values, so nothing is missed. After a break it logs,
+// naming what, and pauses first.
+//
+// A watch is also started again, at once, when the store's connection
+// comes back after it was lost: a broker that restarted has forgotten the
+// watch's consumer, and the client would notice only after missing its
+// heartbeats, seconds later, delivering nothing new meanwhile (an operator
+// would see a dead device shown alive). It returns when ctx ends.
+func (s *Store) Rewatch(ctx context.Context, log *slog.Logger, what string, watch func(context.Context) error) {
+	for ctx.Err() == nil {
+		reconnected, err := s.watchOnce(ctx, watch)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case reconnected:
+			log.Info("connection back, watching again", "watch", what)
+			continue
+		case err == nil:
 			err = errors.New("watch returned")
 		}
 		log.Warn("watch ended, watching again", "watch", what, "err", err)
-		return err
-	})
+		if !retry.Sleep(ctx, rewatchPause) {
+			return
+		}
+	}
+}
+
+// watchOnce runs watch until it returns, ending its context when the
+// store's connection reconnects; it reports whether that is why it ended.
+// The reconnection is polled from the connection's statistics: a
+// nats.Conn has one reconnect handler, and it belongs to whoever made the
+// connection.
+func (s *Store) watchOnce(ctx context.Context, watch func(context.Context) error) (reconnected bool, err error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nc := s.js.Conn()
+	start := nc.Stats().Reconnects
+	var back atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(reconnectPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				if nc.Stats().Reconnects != start {
+					back.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	err = watch(wctx)
+	cancel()
+	<-done
+	return back.Load() && ctx.Err() == nil, err
 }

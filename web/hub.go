@@ -132,7 +132,7 @@ func (h *hub) Close() {
 // When the store's connection is closed for good, it stops the hub.
 func (h *hub) keep(name string, watch func(context.Context) error) {
 	defer h.wg.Done()
-	store.Rewatch(h.ctx, h.log, "live "+name, func(ctx context.Context) error {
+	h.store.Rewatch(h.ctx, h.log, "live "+name, func(ctx context.Context) error {
 		err := watch(ctx)
 		if ctx.Err() == nil && h.store.JetStream().Conn().IsClosed() {
 			h.log.Info("live view stops: the connection is closed", "watch", name)

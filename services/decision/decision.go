@@ -211,7 +211,7 @@ func (s *Service) loadCatalog(ctx context.Context) bool {
 // lost): a fresh watch starts with the current catalog, so nothing is
 // missed.
 func (s *Service) watchCatalog(ctx context.Context) error {
-	store.Rewatch(ctx, s.log, "catalog", func(ctx context.Context) error {
+	s.store.Rewatch(ctx, s.log, "catalog", func(ctx context.Context) error {
 		return s.store.WatchCatalog(ctx, func(c store.Change[fleet.Catalog]) error {
 			if !c.Loaded {
 				s.catalogChanged(ctx, c.Value)

@@ -24,7 +24,7 @@ import (
 // closed then; a watch that breaks is started again, and the copy
 // replaced by what the new watch reads.
 func (s *Service) watchDevices(ctx context.Context) error {
-	store.Rewatch(ctx, s.log, "devices", func(ctx context.Context) error {
+	s.store.Rewatch(ctx, s.log, "devices", func(ctx context.Context) error {
 		var fresh map[string]fleet.Device // filled until the bucket is read
 		return s.store.WatchDevices(ctx, func(u store.Change[fleet.Device]) error {
 			switch {

@@ -237,7 +237,7 @@ func refuse(reason string) wire.EnrollResponse {
 // revoked: the ones already revoked when it starts (the broker keeps
 // them, so this is a repeat that costs nothing) and each new one.
 func (s *Service) watchRevocations(ctx context.Context) error {
-	store.Rewatch(ctx, s.log, "enrollments", func(ctx context.Context) error {
+	s.opts.Store.Rewatch(ctx, s.log, "enrollments", func(ctx context.Context) error {
 		return s.opts.Store.WatchEnrollments(ctx, func(c store.Change[fleet.Enrollment]) error {
 			if c.Loaded {
 				return nil
