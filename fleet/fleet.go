@@ -30,6 +30,12 @@ type Device struct {
 	// Retries is the decision service's automatic retry of the target
 	// after failed installs of it (holdback.go).
 	Retries *Retries `json:"retries,omitempty"`
+	// Labels are what the agent reports (--label); Tags are an
+	// operator's, and win over a label of the same key (AllLabels).
+	Labels Labels `json:"labels,omitempty"`
+	Tags   Labels `json:"tags,omitempty"`
+	// Pin holds the device on one version (Pin).
+	Pin *Pin `json:"pin,omitempty"`
 }
 
 // Install is the state of a device's latest install.

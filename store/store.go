@@ -51,6 +51,8 @@ type Store struct {
 	history jetstream.Stream
 
 	enrollments jetstream.KeyValue
+	groups      jetstream.KeyValue
+	rollouts    jetstream.KeyValue
 	replicas    int
 }
 
@@ -101,6 +103,9 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 		return nil, fmt.Errorf("open history stream: %w", err)
 	}
 	if err := s.openEnrollments(ctx, opts.Replicas); err != nil {
+		return nil, err
+	}
+	if err := s.openRollouts(ctx, opts.Replicas); err != nil {
 		return nil, err
 	}
 	return s, nil
