@@ -53,6 +53,7 @@ type Store struct {
 	enrollments jetstream.KeyValue
 	groups      jetstream.KeyValue
 	rollouts    jetstream.KeyValue
+	audit       jetstream.Stream
 	replicas    int
 }
 
@@ -106,6 +107,9 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 		return nil, err
 	}
 	if err := s.openRollouts(ctx, opts.Replicas); err != nil {
+		return nil, err
+	}
+	if err := s.openAudit(ctx, opts.Replicas); err != nil {
 		return nil, err
 	}
 	return s, nil
