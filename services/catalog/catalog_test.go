@@ -167,9 +167,9 @@ func TestTarget(t *testing.T) {
 		{name: "pinned after blanks and comments", zips: map[string]string{"a.zip": "1.9.0", "b.zip": "1.10.0"},
 			policy: ptr("\n  \n# back to the last good one\n  1.9.0  \n2.0\n"), target: "1.9.0", reason: "pinned by updates/target"},
 		{name: "pinned version missing", zips: map[string]string{"a.zip": "1.9.0", "b.zip": "1.10.0"}, policy: ptr("3.0\n"),
-			target: "", reason: "updates/target pins version 3.0, which no valid zip provides; nothing is offered"},
+			target: "", reason: "updates/target refused: version 3.0 is not a valid release in the folder; nothing is offered"},
 		{name: "policy not a version", zips: map[string]string{"b.zip": "1.10.0"}, policy: ptr("latest"),
-			target: "", reason: `updates/target names "latest", which is not a version; nothing is offered`},
+			target: "", reason: `updates/target refused: "latest" is not a version; nothing is offered`},
 		{name: "empty policy", zips: map[string]string{"b.zip": "1.10.0"}, policy: ptr("\n\n"),
 			target: "1.10.0", reason: "newest valid release"},
 	}

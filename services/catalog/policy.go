@@ -15,38 +15,40 @@ import (
 )
 
 // target chooses the version to offer, and says why in a sentence. prev
-// is the catalog as it stands: a policy line in the seed system's form
-// that does not match a release leaves its target as it was.
+// is the catalog as it stands: a policy file that is refused (it cannot
+// be read, names no version, or names one no valid zip provides, or its
+// line in the seed system's form does not match a release) leaves the
+// target as it was, and the reason says why.
 func (s *Service) target(releases []fleet.Release, prev fleet.Catalog) (string, string) {
 	policy := filepath.Join(filepath.Base(s.dir), PolicyFile)
 	line, err := readPolicy(filepath.Join(s.dir, PolicyFile))
+	var why string
 	switch {
 	case err != nil:
-		return "", fmt.Sprintf("cannot read %s (%v); nothing is offered", policy, err)
+		why = fmt.Sprintf("cannot read it (%v)", err)
 	case line == "" && len(releases) == 0:
 		return "", "no valid release in the updates folder"
 	case line == "":
 		return releases[0].Version, "newest valid release"
-	}
-	if isPolicyLine(line) {
-		version, why := checkPolicyLine(line, releases)
-		if why == "" {
+	case isPolicyLine(line):
+		var version string
+		if version, why = checkPolicyLine(line, releases); why == "" {
 			return version, "pinned by " + policy
 		}
-		why = policy + " refused: " + why
-		if r, ok := release(releases, prev.Target); ok {
-			return r.Version, fmt.Sprintf("%s; the target stays %s", why, r.Version)
+	default:
+		if _, err := wire.ParseVersion(line); err != nil {
+			why = fmt.Sprintf("%q is not a version", shorten(line))
+		} else if r, ok := release(releases, line); ok {
+			return r.Version, "pinned by " + policy
+		} else {
+			why = fmt.Sprintf("version %s is not a valid release in the folder", line)
 		}
-		return "", why + "; nothing is offered"
 	}
-	pinned := line
-	if _, err := wire.ParseVersion(pinned); err != nil {
-		return "", fmt.Sprintf("%s names %q, which is not a version; nothing is offered", policy, shorten(pinned))
+	why = policy + " refused: " + why
+	if r, ok := release(releases, prev.Target); ok {
+		return r.Version, fmt.Sprintf("%s; the target stays %s", why, r.Version)
 	}
-	if r, ok := release(releases, pinned); ok {
-		return r.Version, "pinned by " + policy
-	}
-	return "", fmt.Sprintf("%s pins version %s, which no valid zip provides; nothing is offered", policy, pinned)
+	return "", why + "; nothing is offered"
 }
 
 // release returns the release of version v.

@@ -43,6 +43,10 @@ func TestPolicyLine(t *testing.T) {
 			target: "1.9.0", reason: "updates/target refused: 4 fields; want 'name', 'version', 'checksum', 'link', 'command'; the target stays 1.9.0"},
 		{name: "unquoted", line: `Update 1, 1.10.0, abc, /downloads/update1, tarxyz`,
 			target: "1.9.0", reason: "updates/target refused: field 1 is not quoted; want 'name', 'version', 'checksum', 'link', 'command'; the target stays 1.9.0"},
+		{name: "a bare version no zip provides", line: "3.0",
+			target: "1.9.0", reason: "updates/target refused: version 3.0 is not a valid release in the folder; the target stays 1.9.0"},
+		{name: "a bare word", line: "latest",
+			target: "1.9.0", reason: `updates/target refused: "latest" is not a version; the target stays 1.9.0`},
 		{name: "unclosed", line: `'Update 1', '1.10.0`,
 			target: "1.9.0", reason: "updates/target refused: field 2 has no closing quote; want 'name', 'version', 'checksum', 'link', 'command'; the target stays 1.9.0"},
 	}
