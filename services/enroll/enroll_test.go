@@ -15,6 +15,7 @@ import (
 	"github.com/thinfleet/thinfleet/broker/brokertest"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/internal/poll"
+	"github.com/thinfleet/thinfleet/retry"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -22,9 +23,19 @@ const token = "enroll-test-token"
 
 // ask sends an enrollment request for id with user's public key, the way
 // an agent does: as a user of the enrollment account it signs itself.
+// Like an agent, it asks again when no answer came in time (a machine
+// loaded by other tests), a few times.
 func ask(t *testing.T, s *brokertest.Server, id string, user nkeys.KeyPair, payload []byte) wire.EnrollResponse {
 	t.Helper()
-	resp, err := tryAsk(s, id, user, payload)
+	var resp wire.EnrollResponse
+	err := retry.Do(context.Background(), retry.Backoff{Pause: 100 * time.Millisecond, Max: time.Second, Attempts: 4}, func(int) error {
+		var err error
+		resp, err = tryAsk(s, id, user, payload)
+		if err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return retry.Final(err)
+		}
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
