@@ -229,11 +229,14 @@ func TestBurstCostsOthersNothing(t *testing.T) {
 		delays = append(delays, time.Since(start))
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("flooded %d reports", <-flood)
+	flooded := <-flood
+	t.Logf("flooded %d reports", flooded)
 	slices.Sort(delays)
 	t.Logf("MEASURED: during a 50k-report burst from one device, another device's report to its record: median %s, max %s over %d reports",
 		delays[len(delays)/2].Round(100*time.Microsecond), delays[len(delays)-1].Round(100*time.Microsecond), len(delays))
-	if refused := natstest.Dropped(t, string(wire.KindHWReport), "rate_limited") - before; refused < 40000 {
-		t.Errorf("%v of the flood refused as rate_limited, want nearly all of 50000", refused)
+	// Of what the flood got out (all 50,000, unless the broker cut the
+	// connection first), all but the burst and 20 a second are refused.
+	if refused := natstest.Dropped(t, string(wire.KindHWReport), "rate_limited") - before; refused < float64(flooded)*0.8 {
+		t.Errorf("%v of the flood refused as rate_limited, want nearly all of %d", refused, flooded)
 	}
 }
