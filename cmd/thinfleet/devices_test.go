@@ -32,8 +32,8 @@ func TestDevicesAPIAddress(t *testing.T) {
 	}{
 		{s.api, "ID  STATE", ""},
 		{hostPort, "ID  STATE", ""},
-		{closed, "", fmt.Sprintf("cannot reach the thinfleet server at http://%s: connection refused; is it running? (--api)", closed)},
-		{"http://" + closed + "/", "", fmt.Sprintf("cannot reach the thinfleet server at http://%s: connection refused; is it running? (--api)", closed)},
+		{closed, "", fmt.Sprintf("no thinfleet server at http://%s: connection refused; is it running? (--api)", closed)},
+		{"http://" + closed + "/", "", fmt.Sprintf("no thinfleet server at http://%s: connection refused; is it running? (--api)", closed)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.api, func(t *testing.T) {
