@@ -78,6 +78,9 @@ type Options struct {
 	// AgentVersion is the agent binary's own version, sent with the
 	// hardware report.
 	AgentVersion string
+	// Labels are the machine's labels (site=berlin), sent with the
+	// hardware report; New refuses any outside wire.ValidateLabels.
+	Labels map[string]string
 	// Logger receives the agent's log; default slog.Default().
 	Logger *slog.Logger
 }
@@ -139,6 +142,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if err := wire.ValidateLabels(opts.Labels); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

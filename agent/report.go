@@ -34,7 +34,7 @@ func (a *Agent) reporter(ctx context.Context) {
 		if changed && !lastSent.IsZero() {
 			a.log.Info("hardware changed")
 		}
-		a.session.ReportHardware(hw, a.opts.AgentVersion)
+		a.session.ReportHardware(hw, a.opts.AgentVersion, a.opts.Labels)
 		last, lastSent = hw, time.Now()
 	}
 	for {

@@ -45,10 +45,10 @@ func NewSession(id string, log *slog.Logger) (*Session, error) {
 // ID is the device id the session reports under.
 func (s *Session) ID() string { return s.id }
 
-// ReportHardware queues a hardware report; a newer one replaces it while
-// it waits.
-func (s *Session) ReportHardware(hw wire.Hardware, agentVersion string) {
-	send(s.out, wire.HWReportSubject(s.id), wire.HWReport{Hardware: hw, AgentVersion: agentVersion}, kindLatest)
+// ReportHardware queues a hardware report, with the agent's version and
+// labels; a newer one replaces it while it waits.
+func (s *Session) ReportHardware(hw wire.Hardware, agentVersion string, labels map[string]string) {
+	send(s.out, wire.HWReportSubject(s.id), wire.HWReport{Hardware: hw, AgentVersion: agentVersion, Labels: labels}, kindLatest)
 }
 
 // ReportVersion queues the installed version's report; a newer one

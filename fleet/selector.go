@@ -1,12 +1,12 @@
 package fleet
 
 import (
-	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/thinfleet/thinfleet/wire"
 )
 
 // Labels are key=value pairs on a device: the agent reports some
@@ -14,47 +14,20 @@ import (
 // by them.
 type Labels map[string]string
 
-// The limits of a label, the same for an agent's labels and an operator's
-// tags: a key is 1 to 63 characters of [A-Za-z0-9._-] starting with a
-// letter or digit, a value at most 63 of the same (or empty), and a
-// device has at most MaxLabels of each.
-const (
-	MaxLabels      = 32
-	maxLabelLength = 63
-)
-
-var labelPart = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// MaxLabels is the most labels a device reports, and the most tags an
+// operator gives it. The rules of a label are wire's (wire.ValidateLabel):
+// the agent checks its own with them.
+const MaxLabels = wire.MaxLabels
 
 // ValidateLabel reports whether key=value is a valid label.
-func ValidateLabel(key, value string) error {
-	if len(key) > maxLabelLength || !labelPart.MatchString(key) {
-		return fmt.Errorf("label key %q: want 1 to %d characters of A-Z a-z 0-9 . _ - starting with a letter or digit", key, maxLabelLength)
-	}
-	if value != "" && (len(value) > maxLabelLength || !labelPart.MatchString(value)) {
-		return fmt.Errorf("label %s value %q: want at most %d characters of A-Z a-z 0-9 . _ - starting with a letter or digit", key, value, maxLabelLength)
-	}
-	return nil
-}
+func ValidateLabel(key, value string) error { return wire.ValidateLabel(key, value) }
 
 // Validate reports whether every label is valid and there are at most
 // MaxLabels.
-func (l Labels) Validate() error {
-	if len(l) > MaxLabels {
-		return fmt.Errorf("labels: more than %d", MaxLabels)
-	}
-	var errs []error
-	for _, k := range slices.Sorted(maps.Keys(l)) {
-		errs = append(errs, ValidateLabel(k, l[k]))
-	}
-	return errors.Join(errs...)
-}
+func (l Labels) Validate() error { return wire.ValidateLabels(l) }
 
 // ParseLabel parses "key=value" (or "key", an empty value).
-func ParseLabel(s string) (key, value string, err error) {
-	key, value, _ = strings.Cut(strings.TrimSpace(s), "=")
-	key, value = strings.TrimSpace(key), strings.TrimSpace(value)
-	return key, value, ValidateLabel(key, value)
-}
+func ParseLabel(s string) (key, value string, err error) { return wire.ParseLabel(s) }
 
 // String is the labels as "k1=v1,k2=v2", sorted by key.
 func (l Labels) String() string {

@@ -102,14 +102,18 @@ func (h Hardware) Validate() error {
 type HWReport struct {
 	Hardware     Hardware `json:"hardware"`
 	AgentVersion string   `json:"agent_version,omitempty"`
+	// Labels are the agent's own (--label site=berlin), within the
+	// limits of ValidateLabels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Validate implements the check every decoder runs.
 func (m HWReport) Validate() error {
+	var errs []error
 	if len(m.AgentVersion) > 64 {
-		return errors.New("agent_version: longer than 64 bytes")
+		errs = append(errs, errors.New("agent_version: longer than 64 bytes"))
 	}
-	return m.Hardware.Validate()
+	return errors.Join(append(errs, ValidateLabels(m.Labels), m.Hardware.Validate())...)
 }
 
 // VersionInstalled is sent on version.installed.<id>: on connect and after

@@ -6,12 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/thinfleet/thinfleet/agent"
 	"github.com/thinfleet/thinfleet/settings"
+	"github.com/thinfleet/thinfleet/wire"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -56,12 +60,41 @@ type options struct {
 	version                        bool
 	ca                             string
 	publisherKey                   string
+	labels                         labelsFlag
 }
 
 // noEnv are the flags not read from the environment: install commands
 // run with THINFLEET_VERSION set, and must not turn an agent they start
-// into one that prints its version.
-var noEnv = map[string]bool{"version": true}
+// into one that prints its version. The labels come from
+// THINFLEET_LABELS (plural: a list), read by run itself.
+var noEnv = map[string]bool{"version": true, "label": true}
+
+// labelsFlag is --label: repeatable, each "key=value" or a comma separated
+// list of them.
+type labelsFlag map[string]string
+
+func (l *labelsFlag) String() string {
+	if l == nil || *l == nil {
+		return ""
+	}
+	return labelsString(*l)
+}
+
+func (l *labelsFlag) Set(s string) error {
+	if *l == nil {
+		*l = labelsFlag{}
+	}
+	return wire.ParseLabels(s, *l)
+}
+
+// labelsString is labels as "k1=v1,k2=v2", sorted by key.
+func labelsString(labels map[string]string) string {
+	parts := make([]string, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return strings.Join(parts, ",")
+}
 
 // run is the whole program; main only adds the process around it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -79,6 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.DurationVar(&o.commandTimeout, "command-timeout", agent.DefaultCommandTimeout, "stop an install command that runs longer than this")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Var(&o.labels, "label", "a `key=value` label of this machine (site=berlin), for the server's groups and rollouts; repeat it for more, or set THINFLEET_LABELS=site=berlin,ring=canary")
 	fs.BoolVar(&o.version, "version", false, "print the agent's version and exit")
 	if err := settings.Parse(fs, args, getenv, noEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -86,6 +120,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		}
 		return fmt.Errorf("%w (see thinfleet-agent --help)", err)
+	}
+	if env := getenv("THINFLEET_LABELS"); o.labels == nil && env != "" {
+		if err := o.labels.Set(env); err != nil {
+			return fmt.Errorf("THINFLEET_LABELS: %w", err)
+		}
 	}
 	if o.version {
 		fmt.Fprintln(stdout, "thinfleet-agent", version)
@@ -105,6 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Heartbeat:      o.heartbeat,
 		CommandTimeout: o.commandTimeout,
 		AgentVersion:   version,
+		Labels:         o.labels,
 		Logger:         log,
 	})
 	if err != nil {

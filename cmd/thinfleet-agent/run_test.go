@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,10 @@ func TestBadInput(t *testing.T) {
 		{"heartbeat too short", []string{"--heartbeat", "1ms"}, nil, "heartbeat"},
 		{"log format", []string{"--log-format", "xml"}, nil, "--log-format"},
 		{"invalid id", []string{"--id", "a.b"}, nil, "id"},
+		{"invalid label", []string{"--label", "site=Ber lin"}, nil, `label site value "Ber lin"`},
+		{"label key twice", []string{"--label", "ring=a", "--label", "ring=b"}, nil, "label ring given twice"},
+		{"invalid label in env", nil, map[string]string{"THINFLEET_LABELS": "site=berlin,-x=1"}, `THINFLEET_LABELS: label key "-x"`},
+		{"too many labels", []string{"--label", manyLabels(33)}, nil, "labels: 33, at most 32"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +151,77 @@ func TestRunsAgent(t *testing.T) {
 			}
 			if t.Failed() {
 				t.Logf("stderr:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// manyLabels is n labels, k0=v,k1=v,...
+func manyLabels(n int) string {
+	var parts []string
+	for i := range n {
+		parts = append(parts, fmt.Sprintf("k%d=v", i))
+	}
+	return strings.Join(parts, ",")
+}
+
+// TestAgentLabels runs the agent with labels from flags, from
+// THINFLEET_LABELS, and from both (the flags win), and reads them in its
+// hardware report.
+func TestAgentLabels(t *testing.T) {
+	srv := brokertest.Start(t, brokertest.Options{EnrollToken: "tok"})
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want map[string]string
+	}{
+		{"flags", []string{"--label", "site=berlin", "--label", "ring=canary"}, nil,
+			map[string]string{"site": "berlin", "ring": "canary"}},
+		{"a list in one flag", []string{"--label", "site=berlin,ring=canary", "--label", "gpu"}, nil,
+			map[string]string{"site": "berlin", "ring": "canary", "gpu": ""}},
+		{"environment", nil, map[string]string{"THINFLEET_LABELS": "site=berlin, ring=canary"},
+			map[string]string{"site": "berlin", "ring": "canary"}},
+		{"flags over environment", []string{"--label", "site=paris"}, map[string]string{"THINFLEET_LABELS": "site=berlin,ring=canary"},
+			map[string]string{"site": "paris"}},
+		{"none", nil, nil, nil},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("labelled-%d", i)
+			reports := make(chan wire.HWReport, 10)
+			sub, err := srv.Conn.Subscribe(wire.HWReportSubject(id), func(m *nats.Msg) {
+				if r, err := wire.Decode[wire.HWReport](m.Data); err == nil {
+					reports <- r
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			e := map[string]string{"THINFLEET_SERVER": srv.URL, "THINFLEET_ENROLL_TOKEN": "tok"}
+			maps.Copy(e, tt.env)
+			args := append([]string{"--state", t.TempDir(), "--id", id}, tt.args...)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, args, env(e), &stdout, &stderr) }()
+			select {
+			case r := <-reports:
+				if !maps.Equal(r.Labels, tt.want) {
+					t.Errorf("labels in the hardware report = %v, want %v", r.Labels, tt.want)
+				}
+			case err := <-done:
+				t.Fatalf("run returned %v before reporting; stderr:\n%s", err, stderr.String())
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no hardware report from %s; stderr:\n%s", id, stderr.String())
+			}
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("run did not return after its context ended")
 			}
 		})
 	}

@@ -279,7 +279,7 @@ func (a *simAgent) report(sess *agent.Session) {
 	a.mu.Lock()
 	v := a.installed
 	a.mu.Unlock()
-	sess.ReportHardware(simHardware(a.id, a.index), simAgentVersion)
+	sess.ReportHardware(simHardware(a.id, a.index), simAgentVersion, a.f.opts.agentLabels(a.index))
 	sess.ReportVersion(v, "")
 }
 

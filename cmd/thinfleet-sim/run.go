@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/thinfleet/thinfleet/fdlimit"
+	"github.com/thinfleet/thinfleet/wire"
 )
 
 const usage = `thinfleet-sim runs a simulated fleet against a thinfleet server: N agents
@@ -73,6 +74,10 @@ type options struct {
 	apiConcurrency int
 	nginx          string
 	serverArgs     string
+	// labels are every agent's; every canaryEvery-th agent (index 0,
+	// N, 2N, ...) adds ring=canary, the rest ring=main.
+	labels      string
+	canaryEvery int
 }
 
 func (o *options) register(fs *flag.FlagSet, getenv func(string) string) {
@@ -95,6 +100,24 @@ func (o *options) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&o.apiConcurrency, "api-concurrency", 20, "requests at once in the api scenario")
 	fs.StringVar(&o.nginx, "nginx", "nginx", "the nginx binary the rollout compares with (none: skip)")
 	fs.StringVar(&o.serverArgs, "server-args", "", "more flags for the server the simulator starts, space separated")
+	fs.StringVar(&o.labels, "labels", "", "labels every agent reports, `k=v,k2=v2` (as thinfleet-agent --label)")
+	fs.IntVar(&o.canaryEvery, "canary-every", 0, "every `N`th agent also reports ring=canary, the others ring=main (0: no ring label)")
+}
+
+// agentLabels are the labels simulated agent i reports.
+func (o *options) agentLabels(i int) map[string]string {
+	labels := map[string]string{}
+	_ = wire.ParseLabels(o.labels, labels) // checked in run
+	if o.canaryEvery > 0 {
+		labels["ring"] = "main"
+		if i%o.canaryEvery == 0 {
+			labels["ring"] = "canary"
+		}
+	}
+	if len(labels) == 0 {
+		return nil
+	}
+	return labels
 }
 
 var allScenarios = []string{"hold", "api", "fanout", "rollout", "silent", "disconnect"}
@@ -130,6 +153,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("unknown scenario %q (have %s)", s, strings.Join(allScenarios, ", "))
 		}
 		scen[s] = true
+	}
+	if err := wire.ParseLabels(o.labels, map[string]string{}); err != nil {
+		return fmt.Errorf("--labels: %w", err)
+	}
+	if o.canaryEvery < 0 {
+		return fmt.Errorf("--canary-every %d: want 0 or more", o.canaryEvery)
 	}
 	if o.agents < 1 || o.agents > 100000 {
 		return fmt.Errorf("--agents %d: want 1 to 100000", o.agents)

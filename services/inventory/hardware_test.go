@@ -41,6 +41,19 @@ func TestHardwareChanges(t *testing.T) {
 		}), "interfaces"},
 		{"no interfaces, empty list", with(func(h *wire.Hardware) { h.Interfaces = nil }), "interfaces"},
 		{"cpu and host", with(func(h *wire.Hardware) { h.CPUModel, h.CPUCores, h.Hostname = "i7", 8, "pos-2" }), "hostname, cpu_model, cpu_cores"},
+		{"containers came", with(func(h *wire.Hardware) {
+			h.Interfaces = append(h.Interfaces,
+				wire.Interface{Name: "docker0", MAC: "02:42:ac", Addresses: []string{"172.17.0.1/16"}},
+				wire.Interface{Name: "br-5f2a9c", MAC: "02:42:ad"}, wire.Interface{Name: "veth1a2b3c", MAC: "9e:01"},
+				wire.Interface{Name: "cali12ab", MAC: "ee:ee"}, wire.Interface{Name: "flannel.1"}, wire.Interface{Name: "cni0"},
+				wire.Interface{Name: "virbr0"}, wire.Interface{Name: "vxlan.calico"}, wire.Interface{Name: "tun0"}, wire.Interface{Name: "tap3"})
+		}), ""},
+		{"containers came, and a new address", with(func(h *wire.Hardware) {
+			h.Interfaces = []wire.Interface{{Name: "eth0", MAC: "aa:bb", Addresses: []string{"10.0.0.9/24"}}, {Name: "veth9", MAC: "9e:02"}}
+		}), "interfaces"},
+		{"a second real interface", with(func(h *wire.Hardware) {
+			h.Interfaces = append(h.Interfaces, wire.Interface{Name: "wlan0", MAC: "cc:dd"})
+		}), "interfaces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +61,19 @@ func TestHardwareChanges(t *testing.T) {
 				t.Errorf("hardwareChanges = %q, want %q", got, tt.want)
 			}
 		})
+	}
+	churn := with(func(h *wire.Hardware) { h.Interfaces = append(h.Interfaces, wire.Interface{Name: "veth0ab", MAC: "9e:03"}) })
+	if !onlyChurn(base, churn) || !onlyChurn(churn, base) {
+		t.Error("onlyChurn: a veth coming or going is not churn")
+	}
+	if onlyChurn(base, base) {
+		t.Error("onlyChurn(same, same) = true: nothing changed, nothing churned")
+	}
+	if onlyChurn(base, with(func(h *wire.Hardware) {
+		h.Interfaces = append(h.Interfaces, wire.Interface{Name: "veth0ab"})
+		h.MemoryTotal = 1
+	})) {
+		t.Error("onlyChurn with new memory = true")
 	}
 	if hardwareKnown(wire.Hardware{}) {
 		t.Error("hardwareKnown(zero) = true")

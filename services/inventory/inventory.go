@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"time"
 
@@ -98,6 +99,10 @@ func (s *Service) hwReport(ctx context.Context, m store.AgentMessage, r wire.HWR
 		return err
 	}
 	if hardwareKnown(before.Hardware) {
+		if onlyChurn(before.Hardware, r.Hardware) && before.AgentVersion == r.AgentVersion && maps.Equal(before.Labels, fleet.Labels(r.Labels)) {
+			s.log.Debug("interface churn only: record kept as it was", "device", m.Device)
+			return nil
+		}
 		if changed := hardwareChanges(before.Hardware, r.Hardware); len(changed) > 0 {
 			e := fleet.Event{
 				Time: m.Time, Device: m.Device, Event: fleet.EventHardwareChanged,
@@ -114,6 +119,7 @@ func (s *Service) hwReport(ctx context.Context, m store.AgentMessage, r wire.HWR
 		d.Hostname = r.Hardware.Hostname
 		d.Hardware = r.Hardware
 		d.AgentVersion = r.AgentVersion
+		d.Labels = r.Labels
 		return nil
 	})
 	return err

@@ -3,7 +3,9 @@ package inventory_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +256,76 @@ func TestGarbage(t *testing.T) {
 		if got := natstest.Dropped(t, c.kind, c.reason) - before[c]; got != want[c] {
 			t.Errorf("dropped{%s,%s} grew by %v, want %v", c.kind, c.reason, got, want[c])
 		}
+	}
+}
+
+// TestInterfaceChurn: containers starting and stopping (docker0, veths,
+// bridges) change a machine's interfaces many times an hour. A report
+// that differs only in those is no hardware_changed event and no write
+// of the record; the interfaces are brought up to date with the next
+// real change, whose event names only what really changed.
+func TestInterfaceChurn(t *testing.T) {
+	e := setup(t)
+	const id = "docker-host"
+	base := hw
+	base.Interfaces = []wire.Interface{{Name: "eth0", MAC: "52:54:00:aa:bb:cc", Addresses: []string{"10.0.0.5/24"}}}
+	e.send(t, wire.HWReportSubject(id), wire.HWReport{Hardware: base, AgentVersion: "0.3.0"})
+	e.sync(t, id, "1.0")
+
+	names := func(d fleet.Device) string {
+		var out []string
+		for _, n := range d.Hardware.Interfaces {
+			out = append(out, n.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	for i := range 5 {
+		churned := base
+		churned.Interfaces = append(slices.Clone(base.Interfaces),
+			wire.Interface{Name: "docker0", MAC: "02:42:00:00:00:01", Addresses: []string{"172.17.0.1/16"}},
+			wire.Interface{Name: fmt.Sprintf("veth%07x", i), MAC: fmt.Sprintf("9e:00:00:00:00:%02x", i)},
+			wire.Interface{Name: fmt.Sprintf("br-%012x", i)},
+		)
+		e.send(t, wire.HWReportSubject(id), wire.HWReport{Hardware: churned, AgentVersion: "0.3.0"})
+	}
+	d := e.sync(t, id, "1.1")
+	if got := names(d); got != "eth0" {
+		t.Errorf("interfaces after churn = %s, want eth0 alone: a churn-only report was written", got)
+	}
+
+	// A real change: more memory, and the containers still there.
+	upgraded := base
+	upgraded.MemoryTotal = 32 << 30
+	upgraded.Interfaces = append(slices.Clone(base.Interfaces), wire.Interface{Name: "docker0", MAC: "02:42:00:00:00:01"})
+	e.send(t, wire.HWReportSubject(id), wire.HWReport{Hardware: upgraded, AgentVersion: "0.3.0"})
+	d = e.sync(t, id, "1.2")
+	if got := names(d); got != "eth0,docker0" || d.Hardware.MemoryTotal != 32<<30 {
+		t.Errorf("after a real change: interfaces %s, memory %d; want eth0,docker0 and 32 GiB", got, d.Hardware.MemoryTotal)
+	}
+	if got, want := kinds(natstest.Events(t, e.store, id)), "registered hardware_changed(memory_total)"; got != want {
+		t.Errorf("events = %q, want %q", got, want)
+	}
+}
+
+// TestLabels: the labels an agent reports land in the record, and a
+// report with other labels replaces them.
+func TestLabels(t *testing.T) {
+	e := setup(t)
+	const id = "kiosk-berlin"
+	e.send(t, wire.HWReportSubject(id), wire.HWReport{Hardware: hw, Labels: map[string]string{"site": "berlin", "ring": "canary"}})
+	d := e.sync(t, id, "1.0")
+	if want := (fleet.Labels{"site": "berlin", "ring": "canary"}); !maps.Equal(d.Labels, want) {
+		t.Errorf("labels = %v, want %v", d.Labels, want)
+	}
+	e.send(t, wire.HWReportSubject(id), wire.HWReport{Hardware: hw, Labels: map[string]string{"site": "berlin"}})
+	d = e.sync(t, id, "1.1")
+	if want := (fleet.Labels{"site": "berlin"}); !maps.Equal(d.Labels, want) {
+		t.Errorf("labels after the agent dropped one = %v, want %v", d.Labels, want)
+	}
+	// A report whose labels break the rules is refused whole.
+	e.send(t, wire.HWReportSubject(id), map[string]any{"hardware": hw, "labels": map[string]string{"site": "ber lin"}})
+	d = e.sync(t, id, "1.2")
+	if want := (fleet.Labels{"site": "berlin"}); !maps.Equal(d.Labels, want) {
+		t.Errorf("labels after an invalid report = %v, want %v", d.Labels, want)
 	}
 }
