@@ -62,7 +62,9 @@ func TestHardwareChanges(t *testing.T) {
 			}
 		})
 	}
-	churn := with(func(h *wire.Hardware) { h.Interfaces = append(h.Interfaces, wire.Interface{Name: "veth0ab", MAC: "9e:03"}) })
+	churn := with(func(h *wire.Hardware) {
+		h.Interfaces = append(h.Interfaces, wire.Interface{Name: "veth0ab", MAC: "9e:03"})
+	})
 	if !onlyChurn(base, churn) || !onlyChurn(churn, base) {
 		t.Error("onlyChurn: a veth coming or going is not churn")
 	}
