@@ -181,10 +181,29 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(d *fleet.De
 	if err := wire.ValidateID(id); err != nil {
 		return fleet.Device{}, err
 	}
+	return s.updateDevice(ctx, id, false, fn)
+}
+
+// UpdateExistingDevice is UpdateDevice for a device that must be there:
+// ErrNotFound, and nothing written, when there is no record of id (never
+// was, or deleted, even while fn ran). An operator's changes (tags, pins)
+// use it, so that they never bring a deleted device back as an empty
+// record.
+func (s *Store) UpdateExistingDevice(ctx context.Context, id string, fn func(d *fleet.Device) error) (fleet.Device, error) {
+	if wire.ValidateID(id) != nil {
+		return fleet.Device{}, ErrNotFound
+	}
+	return s.updateDevice(ctx, id, true, fn)
+}
+
+func (s *Store) updateDevice(ctx context.Context, id string, mustExist bool, fn func(d *fleet.Device) error) (fleet.Device, error) {
 	for attempt := 0; ; attempt++ {
 		d, rev, err := s.getDevice(ctx, id)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return fleet.Device{}, err
+		}
+		if mustExist && rev == 0 {
+			return fleet.Device{}, ErrNotFound
 		}
 		before := d
 		d.ID = id

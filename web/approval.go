@@ -104,16 +104,15 @@ func (s *Server) handleEnrollAction(state fleet.EnrollState) http.Handler {
 		if !ok {
 			return
 		}
-		en, err := s.opts.Store.SetEnrollState(r.Context(), id, state)
+		en, err := s.setEnrollState(r, id, state, false)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case statusOf(err) == http.StatusNotFound:
 			http.Error(w, "no device with that id has asked to enroll", http.StatusNotFound)
 			return
 		case err != nil:
 			s.clientWithError(w, r, id, http.StatusConflict, "Nothing changed: "+err.Error()+".")
 			return
 		}
-		s.log.Info("enrollment changed by an operator", "device", en.ID, "state", en.State, "remote", r.RemoteAddr)
 		http.Redirect(w, r, backURL(r.PostForm.Get("back"), id, string(en.State)), http.StatusSeeOther)
 	})
 }
@@ -155,16 +154,15 @@ func (s *Server) handleDeleteAction() http.Handler {
 		if !ok {
 			return
 		}
-		err := s.opts.Store.DeleteDevice(r.Context(), id, "an operator (dashboard, "+r.RemoteAddr+")")
+		err := s.deleteDevice(r, id, false)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case statusOf(err) == http.StatusNotFound:
 			http.Error(w, "no device with that id", http.StatusNotFound)
 			return
 		case err != nil:
 			s.clientWithError(w, r, id, http.StatusServiceUnavailable, "Nothing deleted: "+err.Error()+".")
 			return
 		}
-		s.log.Info("device deleted by an operator", "device", id, "remote", r.RemoteAddr)
 		http.Redirect(w, r, "/clients", http.StatusSeeOther)
 	})
 }

@@ -93,7 +93,7 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 func (s *Server) handleOfferAgain() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		notice, err := s.offerAgain(r, id)
+		notice, err := s.offerAgain(r, id, false)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			http.Error(w, "no device with that id", http.StatusNotFound)
@@ -111,17 +111,14 @@ func (s *Server) handleOfferAgain() http.Handler {
 func (s *Server) handleOfferAgainAPI() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		notice, err := s.offerAgain(r, id)
+		notice, err := s.offerAgain(r, id, false)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			writeError(w, http.StatusNotFound, "no device with that id")
 		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, err.Error())
 		case notice != "offered":
-			writeError(w, http.StatusConflict, map[string]string{
-				"no-action": "this server cannot publish offers", "no-target": "there is no target version to offer",
-				"up-to-date": "the device already runs the target",
-			}[notice])
+			writeError(w, http.StatusConflict, offerNotices[notice])
 		default:
 			c, _ := s.opts.Store.Catalog(r.Context())
 			writeJSON(w, http.StatusOK, map[string]any{"id": id, "offered": c.Target})
@@ -130,9 +127,11 @@ func (s *Server) handleOfferAgainAPI() http.Handler {
 }
 
 // offerAgain offers the target to device id again, as an operator asked,
-// and returns the notice to show: offered, no-action, no-target or
-// up-to-date.
-func (s *Server) offerAgain(r *http.Request, id string) (string, error) {
+// and returns the notice to show: offered, no-action, no-target,
+// up-to-date or pinned (a pinned device is offered what its pin says, by
+// the decision, never the target from here). An offer made is recorded
+// in the audit log (device.offer-again).
+func (s *Server) offerAgain(r *http.Request, id string, bulk bool) (string, error) {
 	ctx := r.Context()
 	d, err := s.opts.Store.Device(ctx, id)
 	if err != nil {
@@ -148,6 +147,8 @@ func (s *Server) offerAgain(r *http.Request, id string) (string, error) {
 		return "no-action", nil
 	case !ok:
 		return "no-target", nil
+	case d.Pin != nil:
+		return "pinned", nil
 	case !wire.Newer(target.Version, d.Version):
 		return "up-to-date", nil
 	}
@@ -166,6 +167,7 @@ func (s *Server) offerAgain(r *http.Request, id string) (string, error) {
 	if err := s.offer(r, id, target); err != nil {
 		return "", err
 	}
+	s.audit(r, "device.offer-again", id, bulkDetail(bulk, target.Version))
 	return "offered", nil
 }
 

@@ -137,7 +137,7 @@ func containsFold(s, lower string) bool {
 
 // DevicePage is one page of GET /api/v1/devices?limit=N.
 type DevicePage struct {
-	Devices []fleet.Device `json:"devices"`
+	Devices []DeviceView `json:"devices"`
 	// Total is how many devices match the query, on all pages.
 	Total int `json:"total"`
 	// NextCursor asks for the page after this one (?cursor=…); it is
@@ -157,6 +157,11 @@ func (s *Server) handleDevices() http.Handler {
 			s.internalError(w, err)
 			return
 		}
+		groups, err := s.hub.Groups(r.Context())
+		if err != nil {
+			s.internalError(w, err)
+			return
+		}
 		var vs *versions
 		if q.outdated != "" {
 			c, err := s.opts.Store.Catalog(r.Context())
@@ -167,16 +172,17 @@ func (s *Server) handleDevices() http.Handler {
 			vs = newVersions(c.Target)
 		}
 		if !q.paged {
-			streamDevices(w, devices, q, vs)
+			streamDevices(w, devices, groups, q, vs)
 			return
 		}
-		writeJSON(w, http.StatusOK, devicePage(devices, q, vs))
+		writeJSON(w, http.StatusOK, devicePage(devices, groups, q, vs))
 	})
 }
 
-// devicePage cuts the page q asks for out of devices, sorted by id.
-func devicePage(devices []fleet.Device, q deviceQuery, vs *versions) DevicePage {
-	p := DevicePage{Devices: []fleet.Device{}}
+// devicePage cuts the page q asks for out of devices, sorted by id, and
+// shows each with its groups.
+func devicePage(devices []fleet.Device, groups []fleet.Group, q deviceQuery, vs *versions) DevicePage {
+	p := DevicePage{Devices: []DeviceView{}}
 	from := 0
 	if q.after != "" {
 		from, _ = slices.BinarySearchFunc(devices, q.after, func(d fleet.Device, id string) int { return strings.Compare(d.ID, id) })
@@ -187,7 +193,9 @@ func devicePage(devices []fleet.Device, q deviceQuery, vs *versions) DevicePage 
 	if !q.filtered() {
 		p.Total = len(devices)
 		end := min(from+q.limit, len(devices))
-		p.Devices = append(p.Devices, devices[from:end]...)
+		for _, d := range devices[from:end] {
+			p.Devices = append(p.Devices, deviceView(d, groups))
+		}
 		if end < len(devices) {
 			p.NextCursor = encodeCursor(devices[end-1].ID)
 		}
@@ -202,7 +210,7 @@ func devicePage(devices []fleet.Device, q deviceQuery, vs *versions) DevicePage 
 		switch {
 		case i < from:
 		case len(p.Devices) < q.limit:
-			p.Devices = append(p.Devices, *d)
+			p.Devices = append(p.Devices, deviceView(*d, groups))
 		case p.NextCursor == "":
 			p.NextCursor = encodeCursor(p.Devices[len(p.Devices)-1].ID)
 		}
@@ -214,7 +222,7 @@ func devicePage(devices []fleet.Device, q deviceQuery, vs *versions) DevicePage 
 // shape (and bytes) writeJSON gives a slice, encoding one device at a
 // time into the response: 10,000 devices cost the memory of one, not a
 // 14 MB answer built in full first.
-func streamDevices(w http.ResponseWriter, devices []fleet.Device, q deviceQuery, vs *versions) {
+func streamDevices(w http.ResponseWriter, devices []fleet.Device, groups []fleet.Group, q deviceQuery, vs *versions) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
@@ -228,7 +236,7 @@ func streamDevices(w http.ResponseWriter, devices []fleet.Device, q deviceQuery,
 			continue
 		}
 		buf.Reset()
-		if err := enc.Encode(d); err != nil {
+		if err := enc.Encode(deviceView(*d, groups)); err != nil {
 			return // cannot happen: a Device always encodes
 		}
 		_, _ = bw.WriteString(sep)
@@ -256,7 +264,7 @@ func (s *Server) handleDevice() http.Handler {
 			s.internalError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, d)
+		s.writeDevice(w, r, d)
 	})
 }
 

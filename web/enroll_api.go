@@ -1,13 +1,11 @@
 package web
 
 import (
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/thinfleet/thinfleet/fleet"
-	"github.com/thinfleet/thinfleet/store"
 )
 
 // handleEnrollments lists every device's identity: pending, approved or
@@ -31,16 +29,12 @@ func (s *Server) handleEnrollments() http.Handler {
 // broker connection at once and refuses it from then on; it is final.
 func (s *Server) handleEnrollState(state fleet.EnrollState) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		en, err := s.opts.Store.SetEnrollState(r.Context(), r.PathValue("id"), state)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			writeError(w, http.StatusNotFound, "no device with that id has asked to enroll")
-		case err != nil:
-			writeError(w, http.StatusConflict, err.Error())
-		default:
-			s.log.Info("enrollment changed by an operator", "device", en.ID, "state", en.State)
-			writeJSON(w, http.StatusOK, en)
+		en, err := s.setEnrollState(r, r.PathValue("id"), state, false)
+		if err != nil {
+			s.actionError(w, err)
+			return
 		}
+		writeJSON(w, http.StatusOK, en)
 	})
 }
 
@@ -50,15 +44,10 @@ func (s *Server) handleEnrollState(state fleet.EnrollState) http.Handler {
 func (s *Server) handleDeleteDevice() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		err := s.opts.Store.DeleteDevice(r.Context(), id, "an operator (API, "+r.RemoteAddr+")")
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			writeError(w, http.StatusNotFound, "no device with that id")
-		case err != nil:
-			writeError(w, http.StatusServiceUnavailable, err.Error())
-		default:
-			s.log.Info("device deleted by an operator", "device", id, "remote", r.RemoteAddr)
-			writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+		if err := s.deleteDevice(r, id, false); err != nil {
+			s.actionError(w, err)
+			return
 		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
 	})
 }

@@ -20,10 +20,11 @@ import (
 // open live streams about each change they show.
 //
 // It holds every enrollment the same way, so a page shows who waits for
-// approval and who is revoked without reading the bucket.
+// approval and who is revoked without reading the bucket, and every group,
+// so a device's groups and channel are known without a read (groups.go).
 //
-// It starts on first use. Its goroutines (the devices, catalog, history
-// and enrollments watches and a ticker) run until Close, or until the
+// It starts on first use. Its goroutines (the devices, catalog, history,
+// enrollments and groups watches and a ticker) run until Close, or until the
 // store's connection is closed; a watch that breaks starts again after a
 // pause.
 type hub struct {
@@ -54,6 +55,10 @@ type hub struct {
 	enrollLoad  map[string]fleet.Enrollment // a fresh watch's initial records
 	enrollList  []fleet.Enrollment          // enrollments by id; nil when stale
 
+	groups    map[string]fleet.Group
+	groupLoad map[string]fleet.Group // a fresh watch's initial records
+	groupList []fleet.Group          // groups by name; nil when stale
+
 	// seen are presence's last-seen times (seen.go), merged into devices.
 	seen map[string]time.Time
 }
@@ -75,7 +80,7 @@ func newHub(store *store.Store, log *slog.Logger) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &hub{
 		store: store, log: log, seenEvery: seenEvery, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}, waiting: 4,
+		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}, waiting: 5,
 	}
 }
 
@@ -84,10 +89,11 @@ func (h *hub) ensure() {
 		if h.ctx.Err() != nil {
 			return
 		}
-		h.wg.Add(6)
+		h.wg.Add(7)
 		go h.followSeen()
 		go h.keep("devices", func(ctx context.Context) error { return h.store.WatchDevices(ctx, h.apply) })
 		go h.keep("enrollments", func(ctx context.Context) error { return h.store.WatchEnrollments(ctx, h.applyEnrollment) })
+		go h.keep("groups", func(ctx context.Context) error { return h.store.WatchGroups(ctx, h.applyGroup) })
 		var catalogOnce, historyOnce sync.Once
 		go h.keep("catalog", func(ctx context.Context) error {
 			var initial *fleet.Catalog
@@ -224,7 +230,7 @@ func (h *hub) watching(once *sync.Once, t topic) {
 	}
 }
 
-// started counts a watch in place; the hub is ready with all four.
+// started counts a watch in place; the hub is ready with all five.
 func (h *hub) started() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

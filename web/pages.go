@@ -39,6 +39,7 @@ var notices = map[string]string{
 	"up-to-date": "Nothing offered: the device already runs the target.",
 	"no-target":  "Nothing offered: there is no target version.",
 	"no-action":  "Nothing offered: this server cannot publish offers.",
+	"pinned":     "Nothing offered: the device is pinned, and is offered the version of its pin; unpin it to offer the target.",
 	"approved":   "Approved: the agent gets its credentials the next time it asks, within a few seconds, and then shows up alive.",
 	"revoked":    "Revoked: the broker closed the device's connection and refuses it from now on.",
 }

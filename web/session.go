@@ -113,6 +113,7 @@ func (s *Server) handleLogin() http.Handler {
 			MaxAge: int(sessionLifetime / time.Second), HttpOnly: true,
 			SameSite: http.SameSiteStrictMode, Secure: s.secure(r),
 		})
+		s.audit(r, "session.sign-in", "", "")
 		s.log.Info("signed in", "remote", r.RemoteAddr)
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	})
@@ -121,8 +122,11 @@ func (s *Server) handleLogin() http.Handler {
 func (s *Server) handleLogout() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c, err := r.Cookie(sessionCookie); err == nil {
+			signedIn := s.signedIn(r)
 			if err := s.sessions.end(r.Context(), c.Value); err != nil {
 				s.log.Error("sign out", "err", err)
+			} else if signedIn {
+				s.audit(r, "session.sign-out", "", "")
 			}
 		}
 		http.SetCookie(w, &http.Cookie{

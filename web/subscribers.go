@@ -11,6 +11,7 @@ const (
 	topicCatalog
 	topicHistory
 	topicEnrollments
+	topicGroups
 )
 
 // subscriber is one open live stream.
