@@ -217,6 +217,9 @@ func (s *Server) setGroup(r *http.Request, name string, req GroupRequest) (fleet
 		if g.Created.IsZero() {
 			g.Created = now
 		}
+		if pin != nil && g.Pin != nil && g.Pin.Version == pin.Version && g.Pin.Reason == pin.Reason {
+			pin = g.Pin // the same pin, sent back with the rest: it keeps who set it and when
+		}
 		g.Selector, g.Channel, g.Pin, g.Window, g.Updated = sel, channel, pin, window, now
 		return nil
 	})

@@ -92,9 +92,19 @@ var commands = map[string]command{
 		flags: signFlags,
 	},
 	"devices": {
-		help:  "Lists the devices' enrollments, or approves or revokes one. Revoking closes the device's connection at once and refuses it from then on. The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.",
-		args:  "[list | approve ID | revoke ID]",
+		help:  "Lists the devices' enrollments; approves, revokes or deletes devices; sets and removes operators' tags on them, by id or by --selector. Revoking closes the device's connection at once and refuses it from then on. The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.",
+		args:  "[list | approve ID... | revoke ID... | delete ID... | tag ID... k=v... [--remove KEY]]",
 		flags: devicesFlags,
+	},
+	"pin": {
+		help:  "Pins a device, or every device of a group, to a version of the catalog: it is offered that version (an upgrade or a deliberate downgrade) and no rollout moves it. Without arguments, lists the pins.",
+		args:  "[DEVICE VERSION | --remove DEVICE | --group GROUP VERSION | --group GROUP --remove]",
+		flags: pinFlags,
+	},
+	"groups": {
+		help:  "Lists, sets or deletes groups: saved label selectors, each of which may follow a release channel and have a maintenance window.",
+		args:  "[list | set NAME --selector k=v [--channel C] [--window W] | delete NAME]",
+		flags: groupsFlags,
 	},
 	"healthcheck": {
 		help:  "Asks a health URL and exits 0 when it answers 200: the health check of a container without a shell.",

@@ -19,8 +19,14 @@ into the updates folder and every out-of-date agent installs it.
 
 Usage:
   thinfleet server [flags]     run everything in one process (start here)
-  thinfleet devices [list | approve ID | revoke ID | delete ID]
+  thinfleet devices [list | approve ID... | revoke ID... | delete ID...]
                                see and decide which agents may connect
+  thinfleet devices tag ID... k=v... [--remove KEY] | --selector k=v k=v...
+                               set and remove tags on devices
+  thinfleet pin DEVICE VERSION [--reason R] | --remove DEVICE | --group G VERSION
+                               hold a device or a group on one version
+  thinfleet groups [list | set NAME --selector k=v [--channel C] [--window W] | delete NAME]
+                               saved selectors, their channel and window
   thinfleet keygen [--out DIR] make a publisher key pair for signed releases
   thinfleet sign --key publisher.key ZIP...
                                sign update zips (writes ZIP.sig beside each)

@@ -82,7 +82,9 @@ func TestCommandFlags(t *testing.T) {
 		"web":         "ca download-key http http-conns http-conns-per-addr http-idle-timeout http-read-timeout http-write-stall log-format log-level nats-url public-url replicas rescan service-token tls-cert tls-key updates",
 		"keygen":      "log-format log-level out",
 		"sign":        "key log-format log-level",
-		"devices":     "api data log-format log-level",
+		"devices":     "api data log-format log-level remove selector",
+		"pin":         "api data group log-format log-level reason remove",
+		"groups":      "api channel data log-format log-level selector window",
 		"healthcheck": "log-format log-level url",
 		"tokens":      "dashboard data http-port log-format log-level nats-port",
 	}
