@@ -69,7 +69,7 @@ type BulkResponse struct {
 	Results []BulkResult `json:"results"`
 }
 
-func (s *Server) handleBulk() http.Handler {
+func (s *Server) handleBulkAPI() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req BulkRequest
 		if !readJSON(w, r, &req) {
@@ -98,7 +98,7 @@ func (s *Server) bulk(r *http.Request, req BulkRequest) (BulkResponse, error) {
 	if err != nil {
 		return BulkResponse{}, err
 	}
-	ids, err := s.bulkIDs(r.Context(), req)
+	ids, err := s.bulkTargets(r.Context(), req)
 	if err != nil {
 		return BulkResponse{}, err
 	}
@@ -203,9 +203,9 @@ func (s *Server) bulkAction(r *http.Request, req BulkRequest) (func(id string) e
 	return nil, badRequest(fmt.Sprintf("action %s: want one of %s", quoteName(req.Action), strings.Join(BulkActions, ", ")))
 }
 
-// bulkIDs are the devices req chooses: its ids, each once, in their
+// bulkTargets are the devices req chooses: its ids, each once, in their
 // order; or the devices its selector matches in the hub's copy, by id.
-func (s *Server) bulkIDs(ctx context.Context, req BulkRequest) ([]string, error) {
+func (s *Server) bulkTargets(ctx context.Context, req BulkRequest) ([]string, error) {
 	sel := strings.TrimSpace(req.Selector)
 	switch {
 	case len(req.IDs) > 0 && sel != "":

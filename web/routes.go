@@ -32,7 +32,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /api/v1/devices/{id}/tags", api(s.handleTags()))
 	mux.Handle("PUT /api/v1/devices/{id}/pin", api(s.handlePin()))
 	mux.Handle("DELETE /api/v1/devices/{id}/pin", api(s.handleUnpin()))
-	mux.Handle("POST /api/v1/devices/bulk", api(s.handleBulk()))
+	mux.Handle("POST /api/v1/devices/bulk", api(s.handleBulkAPI()))
 	mux.Handle("GET /api/v1/groups", api(s.handleGroups()))
 	mux.Handle("GET /api/v1/groups/{name}", api(s.handleGroup()))
 	mux.Handle("PUT /api/v1/groups/{name}", api(s.handlePutGroup()))
