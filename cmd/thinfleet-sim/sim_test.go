@@ -173,3 +173,33 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestSimLabels: --labels gives every agent its labels, --canary-every N
+// puts every Nth in ring=canary and the rest in ring=main, and bad
+// labels stop the simulator before it starts anything.
+func TestSimLabels(t *testing.T) {
+	o := options{labels: "site=berlin", canaryEvery: 10}
+	canaries := 0
+	for i := range 100 {
+		l := o.agentLabels(i)
+		if l["site"] != "berlin" || (l["ring"] != "canary" && l["ring"] != "main") {
+			t.Fatalf("agent %d labels %v", i, l)
+		}
+		if l["ring"] == "canary" {
+			canaries++
+		}
+	}
+	if canaries != 10 {
+		t.Errorf("%d canaries of 100 with --canary-every 10, want 10", canaries)
+	}
+	if l := (&options{}).agentLabels(3); l != nil {
+		t.Errorf("labels with no flag: %v, want none", l)
+	}
+	for _, args := range [][]string{{"--labels", "site=ber lin"}, {"--canary-every", "-1"}} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), append(args, "--state", t.TempDir()), func(string) string { return "" }, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "-")) {
+			t.Errorf("run %v = %v, want an error naming %s", args, err, args[0])
+		}
+	}
+}
