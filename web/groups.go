@@ -184,7 +184,7 @@ func (s *Server) setGroup(r *http.Request, name string, req GroupRequest) (fleet
 	if err := fleet.ValidateGroupName(name); err != nil {
 		return fleet.Group{}, badRequest("group " + err.Error())
 	}
-	if len(req.Selector) == 0 || string(req.Selector) == "null" {
+	if blank := strings.TrimSpace(string(req.Selector)); blank == "" || blank == "null" || blank == `""` {
 		return fleet.Group{}, badRequest(`selector: required, "k=v,k2=v2" or {"match":{"k":"v"}} ("all" for every device)`)
 	}
 	sel, err := decodeSelector(req.Selector)

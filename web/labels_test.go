@@ -335,6 +335,7 @@ func TestGroups(t *testing.T) {
 	}{
 		{"Bad_Name", map[string]any{"selector": "site=x"}, 400, []string{`name "Bad_Name"`}},
 		{"x", map[string]any{}, 400, []string{"selector: required"}},
+		{"x", map[string]any{"selector": ""}, 400, []string{"selector: required"}},
 		{"x", map[string]any{"selector": "site"}, 200, nil}, // a key alone: an empty value
 		{"x", map[string]any{"selector": "si te=x"}, 400, []string{"label key"}},
 		{"x", map[string]any{"selector": map[string]any{"match": map[string]string{"a": "b c"}}}, 400, []string{`value "b c"`}},
