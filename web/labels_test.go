@@ -627,3 +627,20 @@ func TestAuditExistingActions(t *testing.T) {
 		t.Errorf("the log, newest first, runs from %s to %s; want from the sign-out to the sign-in", entries[0].Action, entries[len(entries)-1].Action)
 	}
 }
+
+// TestLiveGroups: a page showing groups (topics=groups), or devices and
+// so their groups and channel (topics=devices), hears of a group set or
+// deleted.
+func TestLiveGroups(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	for _, topics := range []string{"groups", "devices"} {
+		since := p.web.hub.Begin(context.Background())
+		s := openStream(t, p, fmt.Sprintf("topics=%s&since=%d", topics, since))
+		s.quiet(t, 500*time.Millisecond, "nothing changed yet")
+		p.callInto(t, "PUT", "/api/v1/groups/g-"+topics, map[string]any{"selector": "site=berlin"}, 200, nil)
+		s.expect(t, "event: change", 10*time.Second)
+		p.callInto(t, "DELETE", "/api/v1/groups/g-"+topics, nil, 200, nil)
+		s.expect(t, "event: change", 10*time.Second)
+		s.close()
+	}
+}
