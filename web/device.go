@@ -1,11 +1,13 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -147,7 +149,7 @@ func (s *Server) offerAgain(r *http.Request, id string, bulk bool) (string, erro
 		return "no-action", nil
 	case !ok:
 		return "no-target", nil
-	case d.Pin != nil:
+	case d.Pin != nil || s.groupPinned(ctx, d):
 		return "pinned", nil
 	case !wire.Newer(target.Version, d.Version):
 		return "up-to-date", nil
@@ -194,6 +196,15 @@ func (s *Server) offer(r *http.Request, id string, rel fleet.Release) error {
 	}
 	s.log.Info("offered again", "device", id, "version", rel.Version, "offer", o.ID, "remote", r.RemoteAddr)
 	return nil
+}
+
+// groupPinned reports whether a group that d is in pins its devices.
+func (s *Server) groupPinned(ctx context.Context, d fleet.Device) bool {
+	groups, err := s.hub.Groups(ctx)
+	if err != nil {
+		return true // unknown: better not to move it
+	}
+	return slices.ContainsFunc(groups, func(g fleet.Group) bool { return g.Pin != nil && g.Selector.Matches(d) })
 }
 
 // historyURL is the Update history page for f, before an event.

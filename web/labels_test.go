@@ -288,6 +288,17 @@ func TestPins(t *testing.T) {
 		}
 	}
 
+	// Nor a device whose group is pinned.
+	p.device(t, "kiosk-2", func(d *fleet.Device) {
+		kiosk("kiosk-2", "1.0", true)(d)
+		d.Labels = fleet.Labels{"site": "paris"}
+	})
+	p.callInto(t, "PUT", "/api/v1/groups/paris", map[string]any{"selector": "site=paris", "pin": PinRequest{Version: "1.0"}}, 200, nil)
+	p.served(t, 2, "paris")
+	if code, body := p.call(t, "POST", "/api/v1/devices/kiosk-2/offer", nil); code == 200 && !strings.Contains(body, `"offered": "1.0"`) {
+		t.Errorf("offer again to a device of a group pinned to 1.0: %d %s", code, body)
+	}
+
 	entries := p.audited(t)
 	wantAudit(t, entries, "device.pin", "kiosk-1", "1.0: 2.0 breaks the printer", "api")
 	wantAudit(t, entries, "device.unpin", "kiosk-1", "was pinned to 1.0", "api")
