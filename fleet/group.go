@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -82,20 +83,44 @@ func (w Window) Validate() error {
 			return fmt.Errorf("window time %q: want HH:MM", t)
 		}
 	}
-	if _, err := time.LoadLocation(w.Zone); err != nil {
+	if _, err := loadLocation(w.Zone); err != nil {
 		return fmt.Errorf("window zone %q: %w", w.Zone, err)
 	}
 	return nil
 }
 
-// Open reports whether the window is open at t. A window that does not
-// validate is never open. A window spanning midnight belongs to the day
-// it opens on.
+// locations caches time.LoadLocation, which reads the zone database
+// from disk on every call: a window is checked for every device on
+// every decision.
+var locations sync.Map // zone name → *time.Location or error
+
+func loadLocation(zone string) (*time.Location, error) {
+	if v, ok := locations.Load(zone); ok {
+		if loc, ok := v.(*time.Location); ok {
+			return loc, nil
+		}
+		return nil, v.(error)
+	}
+	loc, err := time.LoadLocation(zone)
+	if len(zone) <= 64 { // a bounded cache of what operators typed
+		if err != nil {
+			locations.Store(zone, err)
+		} else {
+			locations.Store(zone, loc)
+		}
+	}
+	return loc, err
+}
+
+// Open reports whether the window is open at t: from Start, included, to
+// End, excluded. A window that does not validate is never open. A window
+// spanning midnight belongs to the day it opens on; one whose End is its
+// Start lasts the whole day.
 func (w Window) Open(t time.Time) bool {
 	if w.Validate() != nil {
 		return false
 	}
-	loc, _ := time.LoadLocation(w.Zone)
+	loc, _ := loadLocation(w.Zone)
 	t = t.In(loc)
 	start, _ := time.Parse("15:04", w.Start)
 	end, _ := time.Parse("15:04", w.End)
@@ -103,7 +128,9 @@ func (w Window) Open(t time.Time) bool {
 	now, from, to := minute(t), minute(start), minute(end)
 	day := t.Weekday()
 	switch {
-	case from <= to:
+	case from == to:
+		// The whole day.
+	case from < to:
 		if now < from || now >= to {
 			return false
 		}

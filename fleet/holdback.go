@@ -138,31 +138,54 @@ func (d *Device) OfferedAgain(r Release) {
 // r is for; a failed install of r is tried again only when its Retries
 // say so.
 func (d Device) HoldBack(r Release, now time.Time) Hold {
-	if d.Version != "" && !wire.Newer(r.Version, d.Version) {
-		return Hold{Reason: "runs " + d.Version}
+	h, next := d.hold(r, false)
+	if !next.IsZero() && now.Before(next) {
+		h.Reason = d.retryWhy(r)
+	}
+	return h
+}
+
+// hold is HoldBack without the clock: a planned retry of r that is not
+// held back comes as next, the time it is due, with no reason. A
+// rollback allows a version older than the installed one.
+func (d Device) hold(r Release, rollback bool) (h Hold, next time.Time) {
+	switch {
+	case d.Version == "":
+	case rollback && sameVersion(r.Version, d.Version), !rollback && !wire.Newer(r.Version, d.Version):
+		return Hold{Reason: "runs " + d.Version}, time.Time{}
 	}
 	if len(r.Platforms) > 0 {
 		p := Platform(d.Hardware.OS, d.Hardware.Arch)
 		switch {
 		case p == "":
-			return Hold{Reason: fmt.Sprintf("%s is for %s; the device has not reported its platform", r.Version, strings.Join(r.Platforms, ", "))}
+			return Hold{Reason: fmt.Sprintf("%s is for %s; the device has not reported its platform", r.Version, strings.Join(r.Platforms, ", "))}, time.Time{}
 		case !PlatformMatches(r.Platforms, p):
-			return Hold{Reason: fmt.Sprintf("%s is for %s, not %s", r.Version, strings.Join(r.Platforms, ", "), p), HeldBack: true}
+			return Hold{Reason: fmt.Sprintf("%s is for %s, not %s", r.Version, strings.Join(r.Platforms, ", "), p), HeldBack: true}, time.Time{}
 		}
 	}
 	if !d.failedInstallOf(r) {
-		return Hold{}
+		return Hold{}, time.Time{}
 	}
 	rs := d.Retries
 	switch {
 	case d.NeedsCount(r):
-		return Hold{Reason: fmt.Sprintf("install of %s failed; the next try is being planned", r.Version), Retry: true}
+		return Hold{Reason: fmt.Sprintf("install of %s failed; the next try is being planned", r.Version), Retry: true}, time.Time{}
 	case rs.HeldBack:
-		return Hold{Reason: fmt.Sprintf("held back after %d failed installs of %s", rs.Failures, r.Version), HeldBack: true, Retry: true}
-	case now.Before(rs.Next):
-		return Hold{Reason: fmt.Sprintf("install of %s failed %s; try %d of %d at %s", r.Version, times(rs.Failures), rs.Failures+1, rs.Tries, rs.Next.Format(time.TimeOnly+" MST")), Retry: true}
+		return Hold{Reason: fmt.Sprintf("held back after %d failed installs of %s", rs.Failures, r.Version), HeldBack: true, Retry: true}, time.Time{}
 	}
-	return Hold{Retry: true}
+	return Hold{Retry: true}, rs.Next
+}
+
+// retryWhy says when the next try of r, whose install failed, is due.
+func (d Device) retryWhy(r Release) string {
+	rs := d.Retries
+	return fmt.Sprintf("install of %s failed %s; try %d of %d at %s", r.Version, times(rs.Failures), rs.Failures+1, rs.Tries, rs.Next.Format(time.TimeOnly+" MST"))
+}
+
+// sameVersion reports whether a and b are the same version (1.0 = 1.0.0).
+func sameVersion(a, b string) bool {
+	c, err := wire.CompareVersions(a, b)
+	return err == nil && c == 0
 }
 
 func times(n int) string {

@@ -56,11 +56,23 @@ func ParseSelector(s string) (Selector, error) {
 	}
 	sel := Selector{Match: Labels{}}
 	for part := range strings.SplitSeq(s, ",") {
+		if strings.TrimSpace(part) == "" {
+			continue // "a=1,,b=2" or a trailing comma
+		}
 		k, v, err := ParseLabel(part)
 		if err != nil {
 			return Selector{}, fmt.Errorf("selector %q: %w", s, err)
 		}
+		if old, dup := sel.Match[k]; dup && old != v {
+			return Selector{}, fmt.Errorf("selector %q: %s is both %q and %q; no device matches", s, k, old, v)
+		}
 		sel.Match[k] = v
+	}
+	if len(sel.Match) > MaxLabels {
+		return Selector{}, fmt.Errorf("selector %q: more than %d labels", s, MaxLabels)
+	}
+	if len(sel.Match) == 0 {
+		return Selector{}, nil
 	}
 	return sel, nil
 }
