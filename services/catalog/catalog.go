@@ -13,7 +13,9 @@
 // neither (a first scan), the oldest by modification time stays, then the
 // first by file name.
 //
-// The target is the newest valid version, unless the folder holds a
+// The target is the newest valid version of the stable channel (a
+// release of another channel reaches only the groups that follow it),
+// unless the folder holds a
 // policy file named "target" whose first line that is neither empty nor a
 // "#" comment names the version to offer. A pinned version that no valid
 // zip provides makes the target empty, and the catalog says why: thinfleet

@@ -172,12 +172,21 @@ func TestTarget(t *testing.T) {
 			target: "", reason: `updates/target refused: "latest" is not a version; nothing is offered`},
 		{name: "empty policy", zips: map[string]string{"b.zip": "1.10.0"}, policy: ptr("\n\n"),
 			target: "1.10.0", reason: "newest valid release"},
+		{name: "newest of the stable channel", zips: map[string]string{"a.zip": "1.9.0@stable", "b.zip": "1.10.0@beta", "c.zip": "1.8"},
+			target: "1.9.0", reason: "newest valid release"},
+		{name: "no stable release", zips: map[string]string{"b.zip": "1.10.0@beta"},
+			target: "", reason: "no valid release of the stable channel; only groups that follow a channel are offered theirs"},
+		{name: "pinned to another channel", zips: map[string]string{"a.zip": "1.9.0", "b.zip": "1.10.0@beta"}, policy: ptr("1.10.0"),
+			target: "1.10.0", reason: "pinned by updates/target"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := setup(t)
 			for name, v := range tt.zips {
-				drop(t, e.dir, name, release(t, v))
+				v, channel, _ := strings.Cut(v, "@")
+				drop(t, e.dir, name, zipOf(t,
+					"manifest.json", fmt.Sprintf(`{"name": "Update %s", "version": %q, "channel": %q, "command": "sh install.sh"}`, v, v, channel),
+					"install.sh", "echo installing\n"))
 			}
 			if tt.policy != nil {
 				write(t, e.dir, catalog.PolicyFile, []byte(*tt.policy))

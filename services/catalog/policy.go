@@ -29,7 +29,14 @@ func (s *Service) target(releases []fleet.Release, prev fleet.Catalog) (string, 
 	case line == "" && len(releases) == 0:
 		return "", "no valid release in the updates folder"
 	case line == "":
-		return releases[0].Version, "newest valid release"
+		// Releases of other channels (beta, …) reach only the groups
+		// that follow them (fleet.Plan).
+		for _, r := range releases {
+			if fleet.ReleaseChannel(r) == fleet.DefaultChannel {
+				return r.Version, "newest valid release"
+			}
+		}
+		return "", "no valid release of the " + fleet.DefaultChannel + " channel; only groups that follow a channel are offered theirs"
 	case isPolicyLine(line):
 		var version string
 		if version, why = checkPolicyLine(line, releases); why == "" {
