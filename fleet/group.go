@@ -156,3 +156,19 @@ func (w Window) String() string {
 	}
 	return fmt.Sprintf("%s %s-%s %s", days, w.Start, w.End, zone)
 }
+
+// InWindow reports whether device d may start an automatic install at
+// t: windows is set when a group that matches d has a maintenance
+// window, and open when one of those windows is open at t.
+func InWindow(d Device, groups []Group, t time.Time) (open, windows bool) {
+	for _, g := range groups {
+		if g.Window == nil || !g.Selector.Matches(d) {
+			continue
+		}
+		windows = true
+		if g.Window.Open(t) {
+			return true, true
+		}
+	}
+	return false, windows
+}

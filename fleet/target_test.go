@@ -178,7 +178,11 @@ func TestPlan(t *testing.T) {
 		{name: "first group by name decides the channel", d: dev("a", "1.0", "ring=stable-beta"), want: "2.0", why: "newest valid release"},
 		{name: "channel older than target", d: dev("a", "1.0", "ring=beta"), c: &fleet.Catalog{Releases: []fleet.Release{rel("2.0", ""), rel("1.5-beta", "Beta")}, Target: "2.0"}, want: "2.0"},
 		{name: "channel with no release", d: dev("a", "1.0", "ring=beta"), c: &fleet.Catalog{Releases: []fleet.Release{rel("2.0", "")}, Target: "2.0"}, want: "2.0"},
-		{name: "tag over label", d: func() fleet.Device { d := dev("a", "1.0", "ring=stable"); d.Tags = fleet.Labels{"ring": "beta"}; return d }(), want: "3.0-beta"},
+		{name: "tag over label", d: func() fleet.Device {
+			d := dev("a", "1.0", "ring=stable")
+			d.Tags = fleet.Labels{"ring": "beta"}
+			return d
+		}(), want: "3.0-beta"},
 
 		{name: "platform", d: arm, c: &fleet.Catalog{Releases: planCatalog.Releases, Target: "1.5"}, want: "1.5"},
 		{name: "another platform", d: dev("a", "1.0"), c: &fleet.Catalog{Releases: planCatalog.Releases, Target: "1.5"}, want: "-", why: "1.5 is for linux/arm64, not linux/amd64"},

@@ -28,6 +28,7 @@ package decision
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,6 +72,16 @@ type Options struct {
 	InFlight int
 	// Metrics count what the service refuses and does; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Now is the clock of the maintenance windows (time.Now when nil).
+	Now func() time.Time
+	// WindowCheck is how often the service looks whether a maintenance
+	// window opened (30 s), and whether an offer to a rollout's member
+	// that was never reported frees its slot of the rollout's
+	// MaxConcurrent.
+	WindowCheck time.Duration
+	// OfferGrace is how long an offer not yet reported on counts as an
+	// install in progress for a rollout's MaxConcurrent (3 minutes).
+	OfferGrace time.Duration
 }
 
 // RetryPolicy says when a failed install is tried again.
@@ -109,6 +120,24 @@ type Service struct {
 	retries retrier
 	// background runs the history appends of catalog changes.
 	background sync.WaitGroup
+
+	now         func() time.Time
+	windowCheck time.Duration
+	offerGrace  time.Duration
+	// policy is the groups and rollouts that Plan reads (plan.go), made
+	// from groups and rollouts under pmu.
+	policy   atomic.Pointer[policy]
+	pmu      sync.Mutex
+	groups   *policyWatch[fleet.Group]
+	rollouts *policyWatch[fleet.Rollout]
+	// started is set once the catalog, groups, rollouts and devices are
+	// read: no offer goes out before, since a rollout not yet read would
+	// not hold its release back.
+	started atomic.Bool
+	// om guards sent, what was last offered each device, and the gates
+	// of an offer (plan.go). Lock order: om, then mu.
+	om   sync.Mutex
+	sent map[string]sent
 }
 
 // New checks opts and returns a service ready to Run.
@@ -136,12 +165,21 @@ func New(opts Options) (*Service, error) {
 	if r.Tries <= 0 {
 		r.Tries = DefaultRetry.Tries
 	}
-	return &Service{
+	s := &Service{
 		log: opts.Log, store: opts.Store, nc: opts.Conn, base: strings.TrimRight(opts.PublicURL, "/"), key: opts.LinkKey,
 		retry: r, inFlight: opts.InFlight, metrics: opts.Metrics,
 		devices: map[string]fleet.Device{}, ready: make(chan struct{}),
 		retries: newRetrier(),
-	}, nil
+		now:     opts.Now, windowCheck: cmp.Or(opts.WindowCheck, 30*time.Second),
+		offerGrace: cmp.Or(opts.OfferGrace, 3*time.Minute),
+		groups:     newPolicyWatch[fleet.Group](), rollouts: newPolicyWatch[fleet.Rollout](),
+		sent:       map[string]sent{},
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.policy.Store(&policy{})
+	return s, nil
 }
 
 // ConsumerName is the durable consumer the service reads through.
@@ -166,6 +204,17 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.watchGroups(ctx) })
+	g.Go(func() error { return s.watchRollouts(ctx) })
+	for _, loaded := range []chan struct{}{s.groups.loaded, s.rollouts.loaded} {
+		select {
+		case <-loaded:
+		case <-ctx.Done():
+			err := g.Wait()
+			s.background.Wait()
+			return err
+		}
+	}
 	g.Go(func() error { return s.watchDevices(ctx) })
 	select {
 	case <-s.ready:
@@ -174,6 +223,8 @@ func (s *Service) Run(ctx context.Context) error {
 		s.background.Wait()
 		return err
 	}
+	s.started.Store(true)
+	g.Go(func() error { return s.watchWindows(ctx) })
 	g.Go(func() error {
 		return s.store.ConsumeAgentAsync(ctx, s.log, s.metrics, ConsumerName, []string{wire.AllVersionsInstalled}, s.handleInstalled)
 	})
@@ -222,15 +273,10 @@ func (s *Service) watchCatalog(ctx context.Context) error {
 	return nil
 }
 
-// target returns the release every device should run.
-func (s *Service) target() (fleet.Release, bool) {
-	return s.catalog.Load().TargetRelease()
-}
-
-// handleInstalled answers a version.installed report. The report may be
-// handled before inventory has created the device record, so the report's
-// own version decides; a record that already holds the target (the report
-// is an old one, redelivered) holds the offer back too. The report is
+// handleInstalled answers a version.installed report with the device's
+// plan. The report may be handled before inventory has created the device
+// record, so the report's own version decides, unless the record holds a
+// newer one (the report is an old one, redelivered). The report is
 // acknowledged once the offer is in the history.
 func (s *Service) handleInstalled(ctx context.Context, m store.AgentMessage, done func(error)) {
 	v, err := wire.Decode[wire.VersionInstalled](m.Data)
@@ -238,22 +284,26 @@ func (s *Service) handleInstalled(ctx context.Context, m store.AgentMessage, don
 		done(store.Permanent(err))
 		return
 	}
-	target, ok := s.target()
-	if !ok || !wire.Newer(target.Version, v.Version) {
-		done(nil)
-		return
-	}
 	d, known := s.device(m.Device)
 	if !known {
-		d = fleet.Device{ID: m.Device, Version: v.Version}
+		d = fleet.Device{ID: m.Device}
 	}
-	hold := d.HoldBack(target, time.Now())
-	if hold.Reason != "" {
-		s.log.Debug("no offer", "device", m.Device, "version", target.Version, "reason", hold.Reason)
+	if d.Version == "" || wire.Newer(v.Version, d.Version) {
+		d.Version = v.Version
+	}
+	d.Alive = true // it just reported
+	t := s.plan(d)
+	if !t.OK || time.Now().Before(t.NotBefore) {
+		s.log.Debug("no offer", "device", m.Device, "version", t.Release.Version, "reason", t.Why)
 		done(nil)
 		return
 	}
-	e, err := s.publish(m.Device, v.Version, target, hold.Retry)
+	cs := s.admit([]candidate{{d, t}}, true)
+	if len(cs) == 0 {
+		done(nil)
+		return
+	}
+	e, err := s.publish(m.Device, v.Version, t)
 	if err != nil {
 		done(err)
 		return
@@ -261,76 +311,34 @@ func (s *Service) handleInstalled(ctx context.Context, m store.AgentMessage, don
 	s.rec.Append(ctx, e, "offered-"+m.ID, done)
 }
 
-// catalogChanged offers the target to every alive device below it that
-// nothing holds back: every offer is published first, then recorded.
+// catalogChanged offers every alive device its plan, whether or not it
+// was offered before: every offer is published first, then recorded.
 func (s *Service) catalogChanged(ctx context.Context, c fleet.Catalog) {
 	s.catalog.Store(&c)
-	target, ok := c.TargetRelease()
-	if !ok {
-		s.log.Info("nothing to offer", "reason", c.TargetReason)
-		return
+	if c.Target == "" {
+		s.log.Info("no target", "reason", c.TargetReason)
 	}
-	type due struct {
-		id, installed string
-		retry         bool
-	}
-	var offers []due
-	var count []string
-	held := 0
-	now := time.Now()
-	s.mu.RLock()
-	for id, d := range s.devices {
-		if d.NeedsCount(target) {
-			count = append(count, id)
-		}
-		if !d.Alive || !wire.Newer(target.Version, d.Version) {
-			continue
-		}
-		if hold := d.HoldBack(target, now); hold.Reason != "" {
-			held++
-			s.log.Debug("no offer", "device", id, "version", target.Version, "reason", hold.Reason)
-		} else {
-			offers = append(offers, due{id, d.Version, hold.Retry})
-		}
-	}
-	s.mu.RUnlock()
-	s.retries.count(count...)
-	offer, err := s.prepare(target, time.Now())
-	if err != nil {
-		s.log.Error("catalog changed, nothing offered", "version", target.Version, "err", err)
-		return
-	}
-	events := make([]fleet.Event, 0, len(offers))
-	for _, o := range offers {
-		e, err := s.send(offer, o.id, o.installed, o.retry)
-		if err != nil {
-			s.log.Error("offer", "device", o.id, "version", target.Version, "err", err)
-			continue
-		}
-		events = append(events, e)
-	}
-	s.log.Info("catalog changed", "target", target.Version, "offers", len(events), "held_back", held)
+	cs := s.admit(s.candidates(nil), true)
 	// Recorded apart, so that the next catalog change is not kept
 	// waiting for this one's history (at 10,000 devices, seconds of
 	// appends on a disk that syncs each one). Appends not done when the
 	// service stops are made again when it starts: the catalog watch
-	// replays the catalog, with the same dedup ids.
-	s.background.Go(func() {
-		for _, e := range events {
-			// One event per device and catalog value: a watch that
-			// replays the same catalog does not repeat it.
-			dedup := fmt.Sprintf("offered-%s-%s-%d", e.Device, target.SHA256, c.Updated.UnixNano())
-			s.rec.Append(ctx, e, dedup, s.logAppend(e))
-		}
+	// replays the catalog, with the same dedup ids: one event per device
+	// and catalog value.
+	s.offerAll(ctx, cs, "catalog changed", func(e fleet.Event, t fleet.Target) string {
+		return fmt.Sprintf("offered-%s-%s-%d", e.Device, t.Release.SHA256, c.Updated.UnixNano())
 	})
 }
 
-// offer publishes an offer of r to device id and records it, without
-// waiting for the history.
-func (s *Service) offer(ctx context.Context, id, installed string, r fleet.Release, retry bool, dedup string) {
-	e, err := s.publish(id, installed, r, retry)
+// offer offers device d its plan t, as a trigger that fires whatever was
+// offered before, and records it, without waiting for the history.
+func (s *Service) offer(ctx context.Context, d fleet.Device, t fleet.Target, dedup string) {
+	if len(s.admit([]candidate{{d, t}}, true)) == 0 {
+		return
+	}
+	e, err := s.publish(d.ID, d.Version, t)
 	if err != nil {
-		s.log.Error("offer", "device", id, "version", r.Version, "err", err)
+		s.log.Error("offer", "device", d.ID, "version", t.Release.Version, "err", err)
 		return
 	}
 	s.rec.Append(ctx, e, dedup, s.logAppend(e))
@@ -345,22 +353,39 @@ func (s *Service) logAppend(e fleet.Event) func(error) {
 	}
 }
 
-// publish publishes an offer of r to device id, installed on it now, and
-// returns the history event that records it.
-func (s *Service) publish(id, installed string, r fleet.Release, retry bool) (fleet.Event, error) {
-	p, err := s.prepare(r, time.Now())
+// publish publishes the offer of plan t to device id, installed on it
+// now, and returns the history event that records it.
+func (s *Service) publish(id, installed string, t fleet.Target) (fleet.Event, error) {
+	p, err := s.prepare(t.Release, time.Now())
 	if err != nil {
 		return fleet.Event{}, err
 	}
-	return s.send(p, id, installed, retry)
+	e, offer, err := s.send(p, id, installed, t)
+	if err == nil {
+		s.offered(id, offer)
+	}
+	return e, err
 }
 
 // prepared is the offer of a release that every device is sent, each
-// with an id of its own: encoded once, with or without Retry, the id
-// written into a copy for each device.
+// with an id of its own: encoded once for each of Retry and Rollback, the
+// id written into a copy for each device.
 type prepared struct {
 	offer wire.Offer
-	data  [2][]byte // without Retry, with it
+	data  [4][]byte // by variant
+}
+
+// variant is the index in prepared.data of the offer with retry and
+// rollback.
+func variant(retry, rollback bool) int {
+	i := 0
+	if retry {
+		i |= 1
+	}
+	if rollback {
+		i |= 2
+	}
+	return i
 }
 
 // idStart is where the id's characters begin in an encoded offer: the id
@@ -380,8 +405,8 @@ func (s *Service) prepare(r fleet.Release, now time.Time) (*prepared, error) {
 		return nil, fmt.Errorf("release %s is not offerable: %w", r.Version, err)
 	}
 	p := &prepared{offer: o}
-	for i, retry := range []bool{false, true} {
-		o.Retry = retry
+	for i := range p.data {
+		o.Retry, o.Rollback = i&1 != 0, i&2 != 0
 		data, err := json.Marshal(o)
 		if err != nil {
 			return nil, fmt.Errorf("encode offer: %w", err)
@@ -394,31 +419,28 @@ func (s *Service) prepare(r fleet.Release, now time.Time) (*prepared, error) {
 	return p, nil
 }
 
-// send publishes prepared offer p to device id with an id of its own.
-func (s *Service) send(p *prepared, id, installed string, retry bool) (fleet.Event, error) {
+// send publishes prepared offer p to device id with an id of its own,
+// marked as plan t says (Retry, Rollback), and returns the history event
+// that records it and the offer's id.
+func (s *Service) send(p *prepared, id, installed string, t fleet.Target) (fleet.Event, string, error) {
 	o := p.offer
-	data := p.data[0]
-	if retry {
-		data = p.data[1]
-	}
-	data = slices.Clone(data)
-	o.ID, o.Retry = nuid.Next(), retry
+	data := slices.Clone(p.data[variant(t.Retry, t.Rollback)])
+	o.ID = nuid.Next()
 	if copy(data[idStart:], o.ID) != len(p.offer.ID) || len(o.ID) != len(p.offer.ID) {
-		return fleet.Event{}, errors.New("encode offer: ids of different lengths")
+		return fleet.Event{}, "", errors.New("encode offer: ids of different lengths")
 	}
 	if err := s.nc.Publish(wire.OfferSubject(id), data); err != nil {
-		return fleet.Event{}, fmt.Errorf("publish offer: %w", err)
+		return fleet.Event{}, "", fmt.Errorf("publish offer: %w", err)
 	}
 	s.metrics.OfferSent()
 	from := installed
 	if from == "" {
 		from = "no version"
 	}
-	detail := fmt.Sprintf("offer %s, from %s", o.ID, from)
-	if retry {
+	if t.Retry {
 		s.metrics.InstallRetry()
-		detail += ", trying a failed install again"
 	}
-	s.log.Debug("offered", "device", id, "version", o.Version, "from", installed, "offer", o.ID, "retry", retry)
-	return fleet.Event{Time: o.Time, Device: id, Event: fleet.EventOffered, Version: o.Version, Detail: detail}, nil
+	detail := fmt.Sprintf("offer %s, from %s%s", o.ID, from, describe(t))
+	s.log.Debug("offered", "device", id, "version", o.Version, "from", installed, "offer", o.ID, "retry", t.Retry, "rollback", t.Rollback, "why", t.Why)
+	return fleet.Event{Time: o.Time, Device: id, Event: fleet.EventOffered, Version: o.Version, Detail: detail}, o.ID, nil
 }

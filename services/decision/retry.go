@@ -10,16 +10,16 @@ import (
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/store"
-	"github.com/thinfleet/thinfleet/wire"
 )
 
 // A failed install is tried again without an operator. The device record
 // keeps the count (fleet.Retries), so a restart resumes it:
 //
-//   - a failed install of the target (not an interruption) is counted
+//   - a failed install of the device's planned release (fleet.Plan; not
+//     an interruption) is counted
 //     once, by its start time, and the next try planned: DefaultRetry's
 //     First after the first failure, each pause twice the one before;
-//   - when the next try is due, the target is offered again with Retry
+//   - when the next try is due, the release is offered again with Retry
 //     set (the agent refuses a version that failed before otherwise), to
 //     a device alive then, or when it is back;
 //   - at the Tries-th failure the device is held back: nothing more of
@@ -117,11 +117,15 @@ func (s *Service) runRetries(ctx context.Context) error {
 	}
 }
 
-// countFailure counts device id's failed install of the target in its
-// record and plans the next try, or holds it back.
+// countFailure counts device id's failed install of its planned release
+// in its record and plans the next try, or holds it back.
 func (s *Service) countFailure(ctx context.Context, id string) {
-	target, ok := s.target()
+	current, ok := s.device(id)
 	if !ok {
+		return
+	}
+	target := s.plan(current).Release
+	if target.Version == "" {
 		return
 	}
 	p := s.retry
@@ -161,25 +165,24 @@ func (s *Service) countFailure(ctx context.Context, id string) {
 	})
 }
 
-// retryDue offers the target again to a device whose retry is due, if its
-// record still plans that retry and it is alive; a device that is not is
-// offered the retry when it is back.
+// retryDue offers a device its planned release again when its retry is
+// due, if its record still plans that retry and it is alive; a device
+// that is not is offered the retry when it is back.
 func (s *Service) retryDue(ctx context.Context, due dueRetry) {
 	d, ok := s.device(due.id)
 	if !ok || d.Retries == nil || !d.Retries.Next.Equal(due.at) || !d.Alive {
 		return
 	}
-	target, ok := s.target()
-	if !ok || !d.Retries.For(target) || !wire.Newer(target.Version, d.Version) {
+	t := s.plan(d)
+	if !d.Retries.For(t.Release) {
 		return
 	}
-	hold := d.HoldBack(target, time.Now())
-	if hold.Reason != "" {
-		s.log.Debug("no retry", "device", d.ID, "version", target.Version, "reason", hold.Reason)
+	if !t.OK || time.Now().Before(t.NotBefore) {
+		s.log.Debug("no retry", "device", d.ID, "version", t.Release.Version, "reason", t.Why)
 		return
 	}
-	s.log.Info("trying a failed install again", "device", d.ID, "version", target.Version, "try", d.Retries.Failures+1)
-	s.offer(ctx, d.ID, d.Version, target, true, fmt.Sprintf("offered-%s-%s-retry-%d", d.ID, target.SHA256, d.Retries.Failures))
+	s.log.Info("trying a failed install again", "device", d.ID, "version", t.Release.Version, "try", d.Retries.Failures+1)
+	s.offer(ctx, d, t, fmt.Sprintf("offered-%s-%s-retry-%d", d.ID, t.Release.SHA256, d.Retries.Failures))
 }
 
 // dueRetry is a retry of one device, timed.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/store"
-	"github.com/thinfleet/thinfleet/wire"
 )
 
 // watchDevices keeps s.devices a copy of the devices bucket until ctx
@@ -53,10 +52,9 @@ func (s *Service) synced(devices map[string]fleet.Device) {
 	if devices == nil {
 		devices = map[string]fleet.Device{}
 	}
-	target, ok := s.target()
 	var count []string
 	for id, d := range devices {
-		if ok && d.NeedsCount(target) {
+		if d.NeedsCount(s.plan(d).Release) {
 			count = append(count, id)
 		}
 		if rs := d.Retries; rs != nil && !rs.Next.IsZero() {
@@ -93,36 +91,52 @@ func (s *Service) changed(ctx context.Context, u store.Change[fleet.Device]) {
 	if rs := d.Retries; rs != nil && !rs.Next.IsZero() && (prev.Retries == nil || !prev.Retries.Next.Equal(rs.Next)) {
 		s.retries.at(id, rs.Next)
 	}
-	target, ok := s.target()
-	if !ok {
-		return
-	}
-	if d.NeedsCount(target) {
+	d = trim(d)
+	t := s.plan(d)
+	if d.NeedsCount(t.Release) {
 		s.retries.count(id)
 	}
-	if !d.Alive || !wire.Newer(target.Version, d.Version) {
+	if known {
+		s.concurrencyFreed(ctx, prev, d)
+	}
+	if !d.Alive {
 		return
 	}
 	switch {
 	case known && !prev.Alive:
 		// Back: once per return, however often the record is written.
-		s.reconsider(ctx, d, target, fmt.Sprintf("back-%d", d.LastSeen.UnixNano()))
-	case len(target.Platforms) > 0 && platform(prev) != platform(d):
+		s.reconsider(ctx, d, t, fmt.Sprintf("back-%d", d.LastSeen.UnixNano()))
+	case len(t.Release.Platforms) > 0 && platform(prev) != platform(d):
 		// Its platform became known (or changed): the release may be
 		// for it after all.
-		s.reconsider(ctx, d, target, "platform-"+platform(d))
+		s.reconsider(ctx, d, t, "platform-"+platform(d))
+	case known && planInputs(prev) != planInputs(d):
+		// Its labels, tags or pin changed: offered if
+		// its plan differs from what it was offered.
+		if t.OK && !time.Now().Before(t.NotBefore) {
+			s.offerAll(ctx, s.admit([]candidate{{d, t}}, false), "device changed", nil)
+		}
 	}
 }
 
-// reconsider offers target to d, alive and below it, unless something
-// holds it back; why makes the history event's dedup id.
-func (s *Service) reconsider(ctx context.Context, d fleet.Device, target fleet.Release, why string) {
-	hold := d.HoldBack(target, time.Now())
-	if hold.Reason != "" {
-		s.log.Debug("no offer", "device", d.ID, "version", target.Version, "reason", hold.Reason)
+// planInputs is what of a device, besides its version and install,
+// Plan reads: a change of it re-plans the device.
+func planInputs(d fleet.Device) string {
+	pin := ""
+	if d.Pin != nil {
+		pin = d.Pin.Version
+	}
+	return d.Labels.String() + "|" + d.Tags.String() + "|" + pin
+}
+
+// reconsider offers d, alive, its plan t unless nothing is to be offered
+// now; why makes the history event's dedup id.
+func (s *Service) reconsider(ctx context.Context, d fleet.Device, t fleet.Target, why string) {
+	if !t.OK || time.Now().Before(t.NotBefore) {
+		s.log.Debug("no offer", "device", d.ID, "version", t.Release.Version, "reason", t.Why)
 		return
 	}
-	s.offer(ctx, d.ID, d.Version, target, hold.Retry, fmt.Sprintf("offered-%s-%s-%s", d.ID, target.SHA256, why))
+	s.offer(ctx, d, t, fmt.Sprintf("offered-%s-%s-%s", d.ID, t.Release.SHA256, why))
 }
 
 // device returns the copy of device id's record.
@@ -137,7 +151,8 @@ func platform(d fleet.Device) string { return fleet.Platform(d.Hardware.OS, d.Ha
 
 // trim keeps of d what the decision reads.
 func trim(d fleet.Device) fleet.Device {
-	t := fleet.Device{ID: d.ID, Alive: d.Alive, Version: d.Version, LastSeen: d.LastSeen, Retries: d.Retries}
+	t := fleet.Device{ID: d.ID, Alive: d.Alive, Version: d.Version, LastSeen: d.LastSeen, Retries: d.Retries,
+		Labels: d.Labels, Tags: d.Tags, Pin: d.Pin}
 	t.Hardware.OS, t.Hardware.Arch = d.Hardware.OS, d.Hardware.Arch
 	if d.Install != nil {
 		in := *d.Install
