@@ -173,7 +173,7 @@ func New(opts Options) (*Service, error) {
 		now:     opts.Now, windowCheck: cmp.Or(opts.WindowCheck, 30*time.Second),
 		offerGrace: cmp.Or(opts.OfferGrace, 3*time.Minute),
 		groups:     newPolicyWatch[fleet.Group](), rollouts: newPolicyWatch[fleet.Rollout](),
-		sent:       map[string]sent{},
+		sent: map[string]sent{},
 	}
 	if s.now == nil {
 		s.now = time.Now
