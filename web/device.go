@@ -1,13 +1,11 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
@@ -88,7 +86,7 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 	return v, nil
 }
 
-// handleOfferAgain offers the catalog's target to one device again, with
+// handleOfferAgain offers one device its plan (fleet.Plan) again, with
 // Retry set so that the agent tries a version that failed before, clears
 // the device's count of failed installs (it is no longer held back), and
 // records the offer in the history. It answers with the device's page.
@@ -113,47 +111,73 @@ func (s *Server) handleOfferAgain() http.Handler {
 func (s *Server) handleOfferAgainAPI() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		notice, err := s.offerAgain(r, id, false)
+		notice, plan, err := s.offerAgainPlan(r, id, false)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			writeError(w, http.StatusNotFound, "no device with that id")
 		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, err.Error())
+		case notice == "no-target":
+			writeError(w, http.StatusConflict, offerNotices[notice]+": "+plan.Why)
 		case notice != "offered":
 			writeError(w, http.StatusConflict, offerNotices[notice])
 		default:
-			c, _ := s.opts.Store.Catalog(r.Context())
-			writeJSON(w, http.StatusOK, map[string]any{"id": id, "offered": c.Target})
+			writeJSON(w, http.StatusOK, map[string]any{"id": id, "offered": plan.Release.Version})
 		}
 	})
 }
 
-// offerAgain offers the target to device id again, as an operator asked,
-// and returns the notice to show: offered, no-action, no-target,
-// up-to-date or pinned (a pinned device is offered what its pin says, by
-// the decision, never the target from here). An offer made is recorded
-// in the audit log (device.offer-again).
+// offerAgain is offerAgainPlan without the plan.
 func (s *Server) offerAgain(r *http.Request, id string, bulk bool) (string, error) {
+	notice, _, err := s.offerAgainPlan(r, id, bulk)
+	return notice, err
+}
+
+// offerAgainPlan offers device id its plan (fleet.Plan: its rollout,
+// channel or the catalog's target) again, as an operator asked, and
+// returns the notice to show (offered, no-action, no-target, up-to-date
+// or pinned: a pinned device is offered what its pin says by the
+// decision, never from here) with the plan. The operator's offer clears
+// the device's failed installs of the release (it is no longer held
+// back) and goes out whatever the maintenance window or the rollout's
+// MaxConcurrent say; a rollout's hold on its release still stands. An
+// offer made is recorded in the audit log (device.offer-again).
+func (s *Server) offerAgainPlan(r *http.Request, id string, bulk bool) (string, fleet.Target, error) {
 	ctx := r.Context()
 	d, err := s.opts.Store.Device(ctx, id)
 	if err != nil {
-		return "", err
+		return "", fleet.Target{}, err
 	}
 	c, err := s.opts.Store.Catalog(ctx)
 	if err != nil {
-		return "", err
+		return "", fleet.Target{}, err
 	}
-	target, ok := c.TargetRelease()
+	groups, err := s.opts.Store.Groups(ctx)
+	if err != nil {
+		return "", fleet.Target{}, err
+	}
+	rollouts, err := s.opts.Store.Rollouts(ctx)
+	if err != nil {
+		return "", fleet.Target{}, err
+	}
+	plan := fleet.Plan(d, c, groups, rollouts)
+	if plan.Retry {
+		// Held back or waiting for its next try: as if none had failed.
+		again := d
+		again.OfferedAgain(plan.Release)
+		plan = fleet.Plan(again, c, groups, rollouts)
+	}
 	switch {
 	case s.opts.Conn == nil:
-		return "no-action", nil
-	case !ok:
-		return "no-target", nil
-	case d.Pin != nil || s.groupPinned(ctx, d):
-		return "pinned", nil
-	case !wire.Newer(target.Version, d.Version):
-		return "up-to-date", nil
+		return "no-action", plan, nil
+	case plan.Pinned:
+		return "pinned", plan, nil
+	case !plan.OK && plan.Release.Version != "" && d.Version != "" && !wire.Newer(plan.Release.Version, d.Version) && !plan.Rollback:
+		return "up-to-date", plan, nil
+	case !plan.OK:
+		return "no-target", plan, nil
 	}
+	target := plan.Release
 	// The failures so far no longer hold the device back: the decision
 	// tries it again on its own if this install fails too.
 	_, err = s.opts.Store.UpdateDevice(ctx, id, func(d *fleet.Device) error {
@@ -164,21 +188,22 @@ func (s *Server) offerAgain(r *http.Request, id string, bulk bool) (string, erro
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return "", plan, err
 	}
-	if err := s.offer(r, id, target); err != nil {
-		return "", err
+	if err := s.offer(r, id, plan); err != nil {
+		return "", plan, err
 	}
 	s.audit(r, "device.offer-again", id, bulkDetail(bulk, target.Version))
-	return "offered", nil
+	return "offered", plan, nil
 }
 
-func (s *Server) offer(r *http.Request, id string, rel fleet.Release) error {
+func (s *Server) offer(r *http.Request, id string, plan fleet.Target) error {
+	rel := plan.Release
 	now := time.Now().UTC()
 	o := wire.Offer{
 		ID: nuid.Next(), Name: rel.Name, Version: rel.Version, SHA256: rel.SHA256, Size: rel.Size,
 		Command: rel.Command, URL: s.downloadURL(rel.File, now),
-		Time: now, Retry: true, Signature: rel.Signature,
+		Time: now, Retry: true, Rollback: plan.Rollback, Signature: rel.Signature,
 	}
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("release %s is not offerable: %w", rel.Version, err)
@@ -190,21 +215,16 @@ func (s *Server) offer(r *http.Request, id string, rel fleet.Release) error {
 	if err := s.opts.Conn.Publish(wire.OfferSubject(id), data); err != nil {
 		return fmt.Errorf("publish offer: %w", err)
 	}
-	e := fleet.Event{Time: o.Time, Device: id, Event: fleet.EventOffered, Version: rel.Version, Detail: "offered again by an operator"}
+	detail := "offered again by an operator"
+	if plan.Rollback {
+		detail += ", a rollback"
+	}
+	e := fleet.Event{Time: o.Time, Device: id, Event: fleet.EventOffered, Version: rel.Version, Detail: detail}
 	if err := s.opts.Store.AppendEvent(r.Context(), e, "offered-again-"+o.ID); err != nil {
 		return err
 	}
-	s.log.Info("offered again", "device", id, "version", rel.Version, "offer", o.ID, "remote", r.RemoteAddr)
+	s.log.Info("offered again", "device", id, "version", rel.Version, "offer", o.ID, "rollback", plan.Rollback, "why", plan.Why, "remote", r.RemoteAddr)
 	return nil
-}
-
-// groupPinned reports whether a group that d is in pins its devices.
-func (s *Server) groupPinned(ctx context.Context, d fleet.Device) bool {
-	groups, err := s.hub.Groups(ctx)
-	if err != nil {
-		return true // unknown: better not to move it
-	}
-	return slices.ContainsFunc(groups, func(g fleet.Group) bool { return g.Pin != nil && g.Selector.Matches(d) })
 }
 
 // historyURL is the Update history page for f, before an event.
