@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/thinfleet/thinfleet/broker"
 	"github.com/thinfleet/thinfleet/bundle"
@@ -24,6 +25,7 @@ import (
 	"github.com/thinfleet/thinfleet/services/intake"
 	"github.com/thinfleet/thinfleet/services/inventory"
 	"github.com/thinfleet/thinfleet/services/presence"
+	"github.com/thinfleet/thinfleet/services/rollout"
 	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/web"
 )
@@ -128,7 +130,18 @@ var parts = map[string]part{
 		if err != nil {
 			return nil, err
 		}
-		return s.Run, nil
+		// The rollout controller runs beside the decision, which offers
+		// what the rollouts it moves say: no container of its own.
+		r, err := rollout.New(rollout.Options{Log: log.With("component", "rollout"), Store: store})
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return s.Run(ctx) })
+			g.Go(func() error { return r.Run(ctx) })
+			return g.Wait()
+		}, nil
 	},
 	"presence": func(ctx context.Context, d dialer, c partConfig, log *slog.Logger) (func(context.Context) error, error) {
 		nc, store, err := openStore(ctx, d, "presence")
