@@ -39,6 +39,13 @@ type Rollout struct {
 	// count afresh.
 	Version string `json:"version"`
 	SHA256  string `json:"sha256,omitempty"`
+	// Versions are every version the rollout has rolled out: Version,
+	// and those it had before an operator changed it (written by the
+	// rollout service). An active rollout holds them all back from the
+	// devices it has not reached: a bad release it was stopped for does
+	// not reach the fleet as the catalog's target while the fixed one
+	// is awaited.
+	Versions []string `json:"versions,omitempty"`
 	// Selector chooses the devices in scope; Group, when set, names a
 	// group whose selector does.
 	Selector Selector `json:"selector"`
@@ -144,4 +151,18 @@ type AuditEntry struct {
 	// name.
 	Target string `json:"target,omitempty"`
 	Detail string `json:"detail,omitempty"`
+}
+
+// Rolled reports whether version is one the rollout rolls or rolled out
+// (Version or one of Versions).
+func (r Rollout) Rolled(version string) bool {
+	if sameVersion(version, r.Version) {
+		return true
+	}
+	for _, v := range r.Versions {
+		if sameVersion(version, v) {
+			return true
+		}
+	}
+	return false
 }

@@ -52,8 +52,9 @@ type Target struct {
 //     wave of a running rollout gets its release; a member of a rolled
 //     back rollout that runs its release gets the version it ran before,
 //     as a rollback; and every other device is held back from the
-//     release of an active rollout, whatever follows says: a rollout
-//     gates its release for the whole fleet;
+//     release of an active rollout (and the ones it had before an
+//     operator changed it, Rollout.Versions), whatever follows says: a
+//     rollout gates its release for the whole fleet;
 //  4. a completed rollout's release, for the devices in its scope, when
 //     it is newer than what 5 or 6 give;
 //  5. the channel of the first group (by name) that matches d and follows
@@ -81,7 +82,7 @@ func Plan(d Device, c Catalog, groups []Group, rollouts []Rollout) Target {
 				return Target{Rollout: r.ID, Wave: m.Wave, Why: fmt.Sprintf("rollout %s waits for release %s, which is not in the catalog", r.ID, r.Version)}
 			}
 			return finish(d, Target{Release: rel, OK: true, Rollout: r.ID, Wave: m.Wave, Why: fmt.Sprintf("rollout %s, wave %s", r.ID, r.waveName(m.Wave))})
-		case r.State == RolloutRolledBack && member && d.Version != "" && sameVersion(d.Version, r.Version):
+		case r.State == RolloutRolledBack && member && d.Version != "" && r.Rolled(d.Version):
 			t := Target{Rollout: r.ID, Wave: m.Wave}
 			if m.From == "" {
 				t.Why = fmt.Sprintf("rollout %s rolled back; the device ran no version before it", r.ID)
@@ -96,8 +97,10 @@ func Plan(d Device, c Catalog, groups []Group, rollouts []Rollout) Target {
 			t.Why = fmt.Sprintf("rollout %s rolled back to %s", r.ID, m.From)
 			return finish(d, t)
 		}
-		if _, seen := gates[canonical(r.Version)]; !seen {
-			gates[canonical(r.Version)] = Target{Rollout: r.ID, Wave: m.Wave, Why: r.gateWhy(m, member)}
+		for _, v := range append([]string{r.Version}, r.Versions...) {
+			if _, seen := gates[canonical(v)]; !seen {
+				gates[canonical(v)] = Target{Rollout: r.ID, Wave: m.Wave, Why: r.gateWhy(m, member)}
+			}
 		}
 	}
 

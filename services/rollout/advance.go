@@ -23,7 +23,9 @@ type view struct {
 // advance moves running or paused rollout r at now, and reports whether
 // it changed r:
 //
-//   - SHA256 is filled once the release is in the catalog; until then
+//   - SHA256 is filled once the release is in the catalog, and the
+//     version noted in Versions (it stays held back if an operator
+//     changes the rollout's release, fleet.Plan); until then
 //     nothing else happens (no member is chosen: the release's platforms
 //     decide who can be one);
 //   - the first time, the alive devices in scope become members, sorted
@@ -52,6 +54,9 @@ func advance(r *fleet.Rollout, v view, now time.Time) bool {
 	if r.SHA256 != rel.SHA256 {
 		r.SHA256, changed = rel.SHA256, true
 	}
+	if !slices.ContainsFunc(r.Versions, func(v string) bool { return sameVersion(v, r.Version) }) {
+		r.Versions, changed = append(r.Versions, r.Version), true
+	}
 	if join(r, v, rel, now) {
 		changed = true
 	}
@@ -73,8 +78,10 @@ func advance(r *fleet.Rollout, v view, now time.Time) bool {
 	return changed
 }
 
-// started reports whether r's members were chosen.
-func started(r *fleet.Rollout) bool { return !r.Waves[0].Opened.IsZero() }
+// started reports whether r's members were chosen. (Its first wave is
+// open from its creation, fleet.NewRollout.) A rollout that found no
+// device in scope chooses them afresh when the first ones come.
+func started(r *fleet.Rollout) bool { return len(r.Members) > 0 }
 
 // join chooses r's members when it starts, and adds the devices that can
 // join later; it reports whether any did.
@@ -91,12 +98,14 @@ func join(r *fleet.Rollout, v view, rel fleet.Release, now time.Time) bool {
 		fresh = append(fresh, d)
 	}
 	first := !started(r)
-	if first {
+	if first && r.Waves[0].Opened.IsZero() {
 		r.Waves[0].Opened = now
-		r.Wave = 0
+		if len(fresh) == 0 {
+			return true
+		}
 	}
 	if len(fresh) == 0 {
-		return first
+		return false
 	}
 	if r.Members == nil {
 		r.Members = map[string]fleet.Member{}

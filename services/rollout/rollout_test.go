@@ -59,6 +59,7 @@ func TestCanaryThenHalfThenAll(t *testing.T) {
 	// release: the completed rollout makes it the target of its scope.
 	late := devices("late", 1, "1.0", nil)[0]
 	e.putDevice(t, late)
+	e.report(t, late.ID, late.Version)
 	e.versions(t, map[string]string{"late00": "2.0"})
 }
 
@@ -113,10 +114,23 @@ func TestFailingReleasePauses(t *testing.T) {
 	// The fixed release: the rollout waits for its zip, and offers
 	// nothing meanwhile.
 	e.update(t, "fix-me", func(r *fleet.Rollout) {
-		r.Version, r.SHA256, r.State, r.Reason = "2.1", "", fleet.RolloutRunning, ""
-		for i := range r.Waves {
-			r.Waves[i].Counts, r.Waves[i].Done = fleet.WaveCounts{}, time.Time{}
+		if err := r.Retarget("2.1", time.Now()); err != nil {
+			t.Error(err)
 		}
+		if err := r.Resume(time.Now()); err != nil {
+			t.Error(err)
+		}
+	})
+	// Until its zip is there, nothing moves; 2.0, the catalog's target
+	// now that the rollout is of 2.1, is still held back from the
+	// devices the rollout has not reached.
+	e.report(t, "main01", "1.0")
+	e.report(t, "canary02", "1.0")
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if r := e.rollout(t, "fix-me"); r.State != fleet.RolloutRunning || r.Wave != 0 {
+			return fmt.Errorf("rollout %s, wave %d", r.State, r.Wave)
+		}
+		return nil
 	})
 	e.putCatalog(t, catalogOf(release("2.1"), release("2.0"), release("1.0")))
 	r = e.waitRollout(t, "fix-me", state(fleet.RolloutCompleted))
@@ -204,6 +218,8 @@ func TestMaintenanceWindow(t *testing.T) {
 	// nothing to it either.
 	e.putCatalog(t, catalogOf(release("2.0"), release("1.5"), release("1.0")))
 	e.putDevice(t, devices("day", 3, "1.0", nil)[2])
+	e.report(t, "night00", "1.0")
+	e.report(t, "day02", "1.0")
 	e.versions(t, map[string]string{"day02": "2.0"})
 	for _, d := range night {
 		if vs := e.sim.offeredTo(d.ID); len(vs) > 0 {
@@ -349,7 +365,11 @@ func TestRollBack(t *testing.T) {
 		}
 		return nil
 	})
-	e.update(t, "oops", func(r *fleet.Rollout) { r.State, r.Reason = fleet.RolloutRolledBack, "by an operator" })
+	e.update(t, "oops", func(r *fleet.Rollout) {
+		if err := r.RollBack("by an operator", time.Now()); err != nil {
+			t.Error(err)
+		}
+	})
 	want := map[string]string{}
 	for id, m := range r.Members {
 		want[id] = m.From

@@ -2,6 +2,7 @@ package rollout_test
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/sha256"
 	"fmt"
 	"slices"
@@ -95,9 +96,20 @@ func (e *env) putDevice(t *testing.T, d fleet.Device) {
 	}
 }
 
+// report has device id report the version it runs, as an agent does on
+// every connect.
+func (e *env) report(t *testing.T, id, version string) {
+	t.Helper()
+	data, _ := json.Marshal(wire.VersionInstalled{Version: version})
+	natstest.Publish(t, e.srv.Conn("intake"), wire.VersionInstalledSubject(id), data)
+}
+
 func (e *env) create(t *testing.T, r fleet.Rollout) {
 	t.Helper()
-	r.State, r.Created = fleet.RolloutRunning, time.Now().UTC()
+	r, err := fleet.NewRollout(fleet.RolloutSpec{ID: r.ID, Version: r.Version, Selector: r.Selector, Group: r.Group, Waves: r.Waves, MaxConcurrent: r.MaxConcurrent}, "test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.store.CreateRollout(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
