@@ -195,7 +195,16 @@ func hash(r, id string) uint64 {
 	h.Write([]byte(r))
 	h.Write([]byte{0})
 	h.Write([]byte(id))
-	return h.Sum64()
+	// FNV's high bits are poorly mixed for short keys that differ at
+	// the end (kiosk01, kiosk02): the splitmix64 finalizer spreads them,
+	// so that the hash's fraction places late devices in proportion.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // count counts each wave's members by how they stand with release rel:
