@@ -1,6 +1,7 @@
 package fleet_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -320,5 +321,28 @@ func TestParseSelector(t *testing.T) {
 	}
 	if !(fleet.Selector{IDs: []string{"a"}}).Matches(d) || (fleet.Selector{IDs: []string{"b"}}).Matches(d) {
 		t.Error("a selection by id does not choose by id")
+	}
+}
+
+// BenchmarkPlan is one device's plan, with groups and a running rollout
+// of 1,000 members: the decision makes one for every device on every
+// change.
+func BenchmarkPlan(b *testing.B) {
+	members := map[string]fleet.Member{}
+	for i := range 1000 {
+		members[fmt.Sprintf("kiosk-%04d", i)] = fleet.Member{Wave: i % 3, From: "1.0"}
+	}
+	groups := []fleet.Group{
+		{Name: "beta", Selector: sel("ring=beta"), Channel: "beta"},
+		{Name: "museum", Selector: sel("site=museum"), Pin: &fleet.Pin{Version: "1.0"}},
+		{Name: "plant", Selector: sel("site=plant"), Window: &fleet.Window{Start: "02:00", End: "04:00", Zone: "Europe/Berlin"}},
+	}
+	rollouts := []fleet.Rollout{rollout("canary-13", "2.0", fleet.RolloutRunning, 1, 2, members)}
+	d := dev("kiosk-0001", "1.0", "site=berlin", "ring=stable")
+	b.ReportAllocs()
+	for b.Loop() {
+		if t := fleet.Plan(d, planCatalog, groups, rollouts); !t.OK {
+			b.Fatal(t.Why)
+		}
 	}
 }

@@ -15,9 +15,8 @@
 //
 // The target is the newest valid version of the stable channel (a
 // release of another channel reaches only the groups that follow it),
-// unless the folder holds a
-// policy file named "target" whose first line that is neither empty nor a
-// "#" comment names the version to offer. A pinned version that no valid
+// unless the folder holds a policy file named "target" whose first line
+// that is neither empty nor a "#" comment names the version to offer. A pinned version that no valid
 // zip provides makes the target empty, and the catalog says why: thinfleet
 // never silently offers something else. The line may also be in the seed
 // system's form, 'name', 'version', 'checksum', 'link', 'command': its

@@ -1,16 +1,20 @@
-// Package decision offers updates: it compares what each device reports
-// installed with the catalog's target, and publishes an offer on
-// update.offer.<id> to every device below it. It never offers a
-// downgrade, nor a release to a device of another platform than the
-// release lists; a failed install is offered again automatically after a
-// pause that doubles each time, and a device that fails the same release
-// Tries times is held back until an operator offers it again or another
-// release becomes the target (retry.go). An interruption is no failure:
+// Package decision offers updates: it publishes on update.offer.<id> to
+// each device what its plan says (fleet.Plan: its pin or its group's,
+// the rollouts, its group's channel, or the catalog's target), and only
+// while its maintenance window is open and its rollout's MaxConcurrent
+// allows (plan.go). It never offers a downgrade but a deliberate
+// rollback (a pin, a rolled back rollout: wire.Offer.Rollback), nor a
+// release to a device of another platform than the release lists; a
+// failed install is offered again automatically after a pause that
+// doubles each time, and a device that fails the same release Tries
+// times is held back until an operator offers it again or another
+// release becomes its target (retry.go). An interruption is no failure:
 // the agent retries those by itself after a crash.
 //
 // The service decides from memory: it keeps a copy of every device
 // record, loaded once from the devices bucket and kept current by a
-// watch of it (view.go), and of the catalog. A catalog change publishes
+// watch of it (view.go), and of the catalog, the groups and the rollouts
+// (plan.go). A catalog change publishes
 // every offer first, then records them in the history without waiting
 // for each append in turn (store.Recorder): at 10,000 devices the offers
 // are out before the first history append is on disk.

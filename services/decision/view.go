@@ -85,6 +85,9 @@ func (s *Service) changed(ctx context.Context, u store.Change[fleet.Device]) {
 	}
 	s.mu.Unlock()
 	if u.Deleted {
+		s.om.Lock()
+		delete(s.sent, id)
+		s.om.Unlock()
 		return
 	}
 	d := u.Value

@@ -252,6 +252,11 @@ func move(r *fleet.Rollout, now time.Time) bool {
 			return true
 		}
 	}
+	if len(r.Members) == 0 {
+		// No device in scope has come yet: a rollout of nobody does
+		// not complete (and so stop holding its release back).
+		return false
+	}
 	w := &r.Waves[r.Wave]
 	success := w.SuccessPercent
 	if success <= 0 {
