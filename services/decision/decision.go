@@ -14,10 +14,10 @@
 // The service decides from memory: it keeps a copy of every device
 // record, loaded once from the devices bucket and kept current by a
 // watch of it (view.go), and of the catalog, the groups and the rollouts
-// (plan.go). A catalog change publishes
-// every offer first, then records them in the history without waiting
-// for each append in turn (store.Recorder): at 10,000 devices the offers
-// are out before the first history append is on disk.
+// (plan.go). A catalog change publishes every offer first, then records
+// them in the history without waiting for each append in turn
+// (store.Recorder): at 10,000 devices the offers are out before the
+// first history append is on disk.
 //
 // Offers go out on core NATS: an offer to a device that is not listening
 // is lost, and the device is offered again when it next reports its

@@ -178,15 +178,7 @@ func eligible(d fleet.Device, scope []fleet.Selector, groups []fleet.Group, rel 
 			return false
 		}
 	}
-	if d.Pin != nil {
-		return false
-	}
-	for _, g := range groups {
-		if g.Pin != nil && g.Selector.Matches(d) {
-			return false
-		}
-	}
-	return fleet.PlatformMatches(rel.Platforms, fleet.Platform(d.Hardware.OS, d.Hardware.Arch))
+	return !pinned(d, groups) && fleet.PlatformMatches(rel.Platforms, fleet.Platform(d.Hardware.OS, d.Hardware.Arch))
 }
 
 // hash places device id in rollout r's order.
@@ -211,13 +203,14 @@ func hash(r, id string) uint64 {
 // succeeded when it runs rel (or newer), failed when its install of rel
 // failed or it is held back from it, in progress when its install of rel
 // is under way, waiting otherwise. A member whose record is gone is not
-// counted. The failures of another version (before a Retarget) do not
+// counted, nor one pinned since it joined (the rollout no longer moves
+// it). The failures of another version (before a Retarget) do not
 // count.
 func count(r *fleet.Rollout, v view, rel fleet.Release) []fleet.WaveCounts {
 	counts := make([]fleet.WaveCounts, len(r.Waves))
 	for id, m := range r.Members {
 		d, ok := v.devices[id]
-		if !ok || m.Wave < 0 || m.Wave >= len(counts) {
+		if !ok || m.Wave < 0 || m.Wave >= len(counts) || pinned(d, v.groups) {
 			continue
 		}
 		c := &counts[m.Wave]
@@ -333,4 +326,17 @@ func add(a, b fleet.WaveCounts) fleet.WaveCounts {
 func sameVersion(a, b string) bool {
 	c, err := wire.CompareVersions(a, b)
 	return err == nil && c == 0
+}
+
+// pinned reports whether d is pinned, by itself or by a group.
+func pinned(d fleet.Device, groups []fleet.Group) bool {
+	if d.Pin != nil {
+		return true
+	}
+	for _, g := range groups {
+		if g.Pin != nil && g.Selector.Matches(d) {
+			return true
+		}
+	}
+	return false
 }
