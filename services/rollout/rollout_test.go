@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -384,4 +385,36 @@ func TestRollBack(t *testing.T) {
 			t.Errorf("%s offered %s (rollback %v), want a rollback to %s", o.device, o.Version, o.Rollback, m.From)
 		}
 	}
+}
+
+// TestDefaultWavesPause: with the default waves (a 10% canary that
+// pauses above 20% failed), a release whose install fails on 3 of every
+// 10 devices that take it pauses at the canary of 100 devices, and no
+// other device is offered it.
+func TestDefaultWavesPause(t *testing.T) {
+	e := setup(t, catalogOf(release("2.0"), release("1.0")), devices("kiosk", 100, "1.0", nil)...)
+	var mu sync.Mutex
+	order := map[string]int{} // the order of the devices' first offers
+	fail := func(id, version string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n, seen := order[id]
+		if !seen {
+			n = len(order)
+			order[id] = n
+		}
+		return n%10 == 0 || n%10 == 3 || n%10 == 6
+	}
+	e.sim.fail.Store(&fail)
+	e.create(t, fleet.Rollout{ID: "defaults", Version: "2.0"})
+	r := e.waitRollout(t, "defaults", state(fleet.RolloutPaused))
+	if want := "wave canary: 3 of 10 installs failed (30%), above its 20% error threshold"; r.Reason != want || r.Wave != 0 {
+		t.Errorf("paused at wave %d: %q, want wave 0: %q", r.Wave, r.Reason, want)
+	}
+	for _, o := range e.sim.received() {
+		if m := r.Members[o.device]; m.Wave != 0 {
+			t.Errorf("%s, in wave %d, was offered %s", o.device, m.Wave, o.Version)
+		}
+	}
+	offersInOpenWaves(t, e.sim.received(), r)
 }
