@@ -28,6 +28,7 @@ type env struct {
 	store  *store.Store
 	agent  *nats.Conn
 	offers chan *nats.Msg
+	now    func() time.Time // the clock of maintenance windows, when set
 }
 
 // setup starts a server with catalog c and a decision service, and
@@ -38,8 +39,14 @@ func setup(t *testing.T, c fleet.Catalog, devices ...fleet.Device) env {
 
 // setupWith is setup with a retry policy.
 func setupWith(t *testing.T, retry decision.RetryPolicy, c fleet.Catalog, devices ...fleet.Device) env {
+	return setupAt(t, retry, nil, c, devices...)
+}
+
+// setupAt is setupWith with a clock for the maintenance windows, looked
+// at every 20 ms.
+func setupAt(t *testing.T, retry decision.RetryPolicy, now func() time.Time, c fleet.Catalog, devices ...fleet.Device) env {
 	srv := natstest.Start(t, natstest.Options{})
-	e := env{srv: srv, store: srv.Store(), agent: srv.Conn("agent"), offers: make(chan *nats.Msg, 1000), retry: retry}
+	e := env{srv: srv, store: srv.Store(), agent: srv.Conn("agent"), offers: make(chan *nats.Msg, 1000), retry: retry, now: now}
 	if _, err := e.agent.ChanSubscribe(wire.AllOffers, e.offers); err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +67,7 @@ func (e *env) start(t *testing.T) (stop func()) {
 	s, err := decision.New(decision.Options{Metrics: natstest.Metrics,
 		Log: natstest.Logger(t), Store: e.store, Conn: e.srv.Conn("decision"),
 		PublicURL: "http://updates.example:8080/", LinkKey: linkKey, Retry: e.retry,
+		Now: e.now, WindowCheck: 20 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -236,6 +236,10 @@ func (g *gate) admit(c candidate, force bool) bool {
 	}
 	if open, windows := fleet.InWindow(c.d, g.pol.groups, g.now); windows && !open {
 		s.log.Debug("no offer: outside the maintenance window", "device", c.d.ID, "version", t.Release.Version)
+		// Forgotten, so that the re-plan when the window opens (or a
+		// slot frees, below) offers it, even a retry that was due
+		// while it was closed.
+		delete(s.sent, c.d.ID)
 		return false
 	}
 	if r, ok := g.pol.rollout(t.Rollout); ok && r.MaxConcurrent > 0 && !t.Rollback && sameVersion(r.Version, t.Release.Version) {
@@ -249,6 +253,7 @@ func (g *gate) admit(c candidate, force bool) bool {
 			}
 			if n >= r.MaxConcurrent {
 				s.log.Debug("no offer: rollout at its concurrency", "device", c.d.ID, "rollout", r.ID, "max", r.MaxConcurrent)
+				delete(s.sent, c.d.ID)
 				return false
 			}
 			g.busy[r.ID] = n + 1

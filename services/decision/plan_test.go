@@ -2,11 +2,15 @@ package decision_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/services/decision"
+	"github.com/thinfleet/thinfleet/services/internal/natstest"
 )
 
 // TestReplanOffersOnlyChanges: a rollout's or a device's change re-plans
@@ -101,5 +105,51 @@ func TestReplanOffersOnlyChanges(t *testing.T) {
 	e.report(t, "current", "1.10.0")
 	if o := e.next(t); o.device != "current" || !o.Rollback {
 		t.Errorf("offer %s to %s (rollback %v), want the rollback to current, for its report", o.Version, o.device, o.Rollback)
+	}
+}
+
+// TestRetryWaitsForWindow: a failed install whose retry falls due while
+// the device's maintenance window is closed is tried again when the
+// window opens.
+func TestRetryWaitsForWindow(t *testing.T) {
+	var clock atomic.Int64 // the windows' time, in Unix nanoseconds
+	at := func(day, hour int) { clock.Store(time.Date(2026, 1, day, hour, 30, 0, 0, time.UTC).UnixNano()) }
+	at(5, 2)
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	policy := decision.RetryPolicy{First: 50 * time.Millisecond, Last: time.Second, Tries: 5}
+	addGroup := func(e env) {
+		if _, err := e.store.UpdateGroup(context.Background(), "plant", func(g *fleet.Group) error {
+			g.Selector = fleet.Selector{Match: fleet.Labels{"site": "plant"}}
+			g.Window = &fleet.Window{Start: "02:00", End: "04:00"}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := setupAt(t, policy, now, catalog, fleet.Device{ID: "kiosk", Alive: true, Version: "1.0", Labels: fleet.Labels{"site": "plant"}})
+	addGroup(e)
+	o := e.nextTo(t, "kiosk") // inside the window
+	at(5, 5)                  // the window closes
+	e.fail(t, "kiosk", "1.10.0", o.ID)
+	var next time.Time
+	natstest.Eventually(t, 10*time.Second, func() error {
+		d := e.record(t, "kiosk")
+		if d.Retries == nil || d.Retries.Next.IsZero() {
+			return fmt.Errorf("retries %+v, want a try planned", d.Retries)
+		}
+		next = d.Retries.Next
+		if time.Now().Before(next.Add(200 * time.Millisecond)) {
+			return fmt.Errorf("the try is due at %v", next)
+		}
+		return nil
+	})
+	select {
+	case m := <-e.offers:
+		t.Fatalf("offer %s outside the window", e.decode(t, m).Version)
+	default:
+	}
+	at(6, 2) // the window opens again
+	if o := e.nextTo(t, "kiosk"); o.Version != "1.10.0" || !o.Retry {
+		t.Errorf("offer %s (retry %v), want 1.10.0 tried again", o.Version, o.Retry)
 	}
 }
