@@ -39,12 +39,12 @@ func setup(t *testing.T, c fleet.Catalog, devices ...fleet.Device) env {
 
 // setupWith is setup with a retry policy.
 func setupWith(t *testing.T, retry decision.RetryPolicy, c fleet.Catalog, devices ...fleet.Device) env {
-	return setupAt(t, retry, nil, c, devices...)
+	return setupAt(t, retry, nil, nil, c, devices...)
 }
 
-// setupAt is setupWith with a clock for the maintenance windows, looked
-// at every 20 ms.
-func setupAt(t *testing.T, retry decision.RetryPolicy, now func() time.Time, c fleet.Catalog, devices ...fleet.Device) env {
+// setupAt is setupWith with groups, and a clock for the maintenance
+// windows, looked at every 20 ms.
+func setupAt(t *testing.T, retry decision.RetryPolicy, now func() time.Time, groups []fleet.Group, c fleet.Catalog, devices ...fleet.Device) env {
 	srv := natstest.Start(t, natstest.Options{})
 	e := env{srv: srv, store: srv.Store(), agent: srv.Conn("agent"), offers: make(chan *nats.Msg, 1000), retry: retry, now: now}
 	if _, err := e.agent.ChanSubscribe(wire.AllOffers, e.offers); err != nil {
@@ -56,6 +56,14 @@ func setupAt(t *testing.T, retry decision.RetryPolicy, now func() time.Time, c f
 	e.putCatalog(t, c)
 	for _, d := range devices {
 		e.putDevice(t, d)
+	}
+	for _, g := range groups {
+		if _, err := e.store.UpdateGroup(context.Background(), g.Name, func(stored *fleet.Group) error {
+			*stored = g
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.stop = e.start(t)
 	return e

@@ -391,7 +391,11 @@ func (s *Service) offerAll(ctx context.Context, cs []candidate, why string, dedu
 func (s *Service) watchWindows(ctx context.Context) error {
 	t := time.NewTicker(s.windowCheck)
 	defer t.Stop()
+	// The windows open now were open for the catalog's pass at start.
 	open := map[string]bool{}
+	for _, g := range s.policy.Load().groups {
+		open[g.Name] = g.Window != nil && g.Window.Open(s.now())
+	}
 	for {
 		select {
 		case <-ctx.Done():

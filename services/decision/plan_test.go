@@ -117,17 +117,8 @@ func TestRetryWaitsForWindow(t *testing.T) {
 	at(5, 2)
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
 	policy := decision.RetryPolicy{First: 50 * time.Millisecond, Last: time.Second, Tries: 5}
-	addGroup := func(e env) {
-		if _, err := e.store.UpdateGroup(context.Background(), "plant", func(g *fleet.Group) error {
-			g.Selector = fleet.Selector{Match: fleet.Labels{"site": "plant"}}
-			g.Window = &fleet.Window{Start: "02:00", End: "04:00"}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e := setupAt(t, policy, now, catalog, fleet.Device{ID: "kiosk", Alive: true, Version: "1.0", Labels: fleet.Labels{"site": "plant"}})
-	addGroup(e)
+	plant := fleet.Group{Name: "plant", Selector: fleet.Selector{Match: fleet.Labels{"site": "plant"}}, Window: &fleet.Window{Start: "02:00", End: "04:00"}}
+	e := setupAt(t, policy, now, []fleet.Group{plant}, catalog, fleet.Device{ID: "kiosk", Alive: true, Version: "1.0", Labels: fleet.Labels{"site": "plant"}})
 	o := e.nextTo(t, "kiosk") // inside the window
 	at(5, 5)                  // the window closes
 	e.fail(t, "kiosk", "1.10.0", o.ID)
