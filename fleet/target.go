@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/thinfleet/thinfleet/wire"
@@ -81,7 +82,7 @@ func Plan(d Device, c Catalog, groups []Group, rollouts []Rollout) Target {
 			if !ok {
 				return Target{Rollout: r.ID, Wave: m.Wave, Why: fmt.Sprintf("rollout %s waits for release %s, which is not in the catalog", r.ID, r.Version)}
 			}
-			return finish(d, Target{Release: rel, OK: true, Rollout: r.ID, Wave: m.Wave, Why: fmt.Sprintf("rollout %s, wave %s", r.ID, r.waveName(m.Wave))})
+			return finish(d, Target{Release: rel, OK: true, Rollout: r.ID, Wave: m.Wave, Why: fmt.Sprintf("rollout %s, %s", r.ID, r.WaveLabel(m.Wave))})
 		case r.State == RolloutRolledBack && member && d.Version != "" && r.Rolled(d.Version):
 			t := Target{Rollout: r.ID, Wave: m.Wave}
 			if m.From == "" {
@@ -196,12 +197,21 @@ func finish(d Device, t Target) Target {
 	return t
 }
 
-// waveName is wave i's name, or its number from 1 when it has none.
-func (r Rollout) waveName(i int) string {
-	if i >= 0 && i < len(r.Waves) && r.Waves[i].Name != "" {
-		return r.Waves[i].Name
+// WaveLabel names wave i in a sentence: "wave canary" for a wave named
+// canary, "wave 2" for the second wave when it has no name (or is named
+// so, as NewRollout names them).
+func (r Rollout) WaveLabel(i int) string {
+	name := ""
+	if i >= 0 && i < len(r.Waves) {
+		name = r.Waves[i].Name
 	}
-	return fmt.Sprint(i + 1)
+	switch {
+	case name == "":
+		return fmt.Sprintf("wave %d", i+1)
+	case strings.HasPrefix(strings.ToLower(name), "wave"):
+		return name
+	}
+	return "wave " + name
 }
 
 // gateWhy says why a device that is (member) or is not a member m of
@@ -217,7 +227,7 @@ func (r Rollout) gateWhy(m Member, member bool) string {
 	case r.State == RolloutRolledBack:
 		return fmt.Sprintf("rollout %s rolled back", r.ID)
 	case member:
-		return fmt.Sprintf("waiting for wave %s of rollout %s", r.waveName(m.Wave), r.ID)
+		return fmt.Sprintf("waiting for %s of rollout %s", r.WaveLabel(m.Wave), r.ID)
 	}
 	return fmt.Sprintf("not in rollout %s of %s", r.ID, r.Version)
 }

@@ -240,8 +240,8 @@ func move(r *fleet.Rollout, now time.Time) bool {
 		c := w.Counts
 		if w.ErrorPercent > 0 && c.Devices > 0 && c.Failed*100 > w.ErrorPercent*c.Devices {
 			r.State = fleet.RolloutPaused
-			r.Reason = fmt.Sprintf("wave %s: %d of %d installs failed (%d%%), above its %d%% error threshold",
-				waveName(r, i), c.Failed, c.Devices, c.Failed*100/c.Devices, w.ErrorPercent)
+			r.Reason = fmt.Sprintf("%s: %d of %d installs failed (%d%%), above its %d%% error threshold",
+				r.WaveLabel(i), c.Failed, c.Devices, c.Failed*100/c.Devices, w.ErrorPercent)
 			return true
 		}
 	}
@@ -283,14 +283,6 @@ func move(r *fleet.Rollout, now time.Time) bool {
 	r.Wave++
 	r.Waves[r.Wave].Opened = now
 	return true
-}
-
-// waveName is wave i's name, or its number from 1.
-func waveName(r *fleet.Rollout, i int) string {
-	if n := r.Waves[i].Name; n != "" {
-		return n
-	}
-	return fmt.Sprint(i + 1)
 }
 
 // sample appends the counts over all waves to r's Samples when they
