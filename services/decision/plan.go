@@ -153,12 +153,11 @@ func (s *Service) watchRollouts(ctx context.Context) error {
 }
 
 // plansDiffer reports whether a rollout changed in a way that can change
-// what a device is planned: not only its counts, samples or reason.
+// what a device is offered: not only its counts, samples or reason.
 func plansDiffer(a, b fleet.Rollout) bool {
 	return a.State != b.State || a.Wave != b.Wave || a.Version != b.Version || a.SHA256 != b.SHA256 ||
-		a.MaxConcurrent != b.MaxConcurrent || a.Group != b.Group || a.Created != b.Created ||
-		(a.State == fleet.RolloutPaused && a.Reason != b.Reason) ||
-		a.Selector.String() != b.Selector.String() || !slices.Equal(a.Selector.IDs, b.Selector.IDs) ||
+		a.MaxConcurrent != b.MaxConcurrent || a.Group != b.Group || !a.Created.Equal(b.Created) ||
+		!slices.Equal(a.Versions, b.Versions) || a.Selector.String() != b.Selector.String() || !slices.Equal(a.Selector.IDs, b.Selector.IDs) ||
 		!maps.Equal(a.Members, b.Members)
 }
 
@@ -285,11 +284,8 @@ func (s *Service) busy(d fleet.Device, r fleet.Rollout, now time.Time) bool {
 		return false
 	}
 	in := d.Install
-	if in != nil && sameVersion(in.Version, r.Version) {
-		switch in.State {
-		case wire.StateDownloading, wire.StateVerifying, wire.StateInstalling:
-			return true
-		}
+	if in != nil && sameVersion(in.Version, r.Version) && underWay(in) {
+		return true
 	}
 	last, ok := s.sent[d.ID]
 	if !ok || last.rollback || !sameVersion(last.version, r.Version) || now.Sub(last.at) > s.offerGrace {
@@ -430,7 +426,9 @@ func (s *Service) watchWindows(ctx context.Context) error {
 // MaxConcurrent that device d, changed from prev, is a member of, when
 // its install moved on: a slot may have freed.
 func (s *Service) concurrencyFreed(ctx context.Context, prev, d fleet.Device) {
-	if prev.Version == d.Version && sameInstall(prev.Install, d.Install) {
+	// Only an install that ended frees a slot (each re-plan of the
+	// members costs a plan of each): not every step it reports.
+	if prev.Version == d.Version && (!underWay(prev.Install) || underWay(d.Install)) {
 		return
 	}
 	for _, r := range s.policy.Load().rollouts {
@@ -440,11 +438,16 @@ func (s *Service) concurrencyFreed(ctx context.Context, prev, d fleet.Device) {
 	}
 }
 
-func sameInstall(a, b *fleet.Install) bool {
-	if a == nil || b == nil {
-		return a == b
+// underWay reports whether install in is in a state of progress.
+func underWay(in *fleet.Install) bool {
+	if in == nil {
+		return false
 	}
-	return a.Version == b.Version && a.State == b.State && a.OfferID == b.OfferID
+	switch in.State {
+	case wire.StateDownloading, wire.StateVerifying, wire.StateInstalling:
+		return true
+	}
+	return false
 }
 
 func sameVersion(a, b string) bool {
