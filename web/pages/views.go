@@ -11,8 +11,8 @@ import (
 // Frame is what every page's frame needs.
 type Frame struct {
 	Title string
-	// Nav names the current navigation item: overview, clients, history,
-	// updates or downloads.
+	// Nav names the current navigation item: overview, clients,
+	// rollouts, history, updates or downloads.
 	Nav string
 	// Live is the URL of the page's live stream; empty for none.
 	Live string
