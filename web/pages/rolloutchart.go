@@ -11,8 +11,8 @@ import (
 // The rollout chart's geometry, in SVG units of its viewBox: the plot
 // with room at the left for the device counts and below for the times.
 const (
-	areaWidth  = 720
-	areaHeight = 220
+	areaWidth  = 900
+	areaHeight = 240
 	areaLeft   = 44
 	areaRight  = 12
 	areaTop    = 10
