@@ -8,6 +8,7 @@ package web
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,7 +18,6 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/web/pages"
-	"github.com/thinfleet/thinfleet/wire"
 )
 
 func rolloutRow(ro fleet.Rollout) pages.RolloutRow {
@@ -81,7 +81,7 @@ func (s *Server) rolloutView(r *http.Request, id string) (pages.RolloutView, err
 	for _, rel := range c.Releases {
 		v.Versions = append(v.Versions, rel.Version)
 	}
-	members := memberRows(ro, devices)
+	members := memberRows(ro, devices, c)
 	var shown []pages.MemberRow
 	for _, m := range members {
 		v.ByState[m.State]++
@@ -100,8 +100,9 @@ func (s *Server) rolloutView(r *http.Request, id string) (pages.RolloutView, err
 // memberRows are a rollout's devices as its page lists them: failed
 // first, then in progress, waiting, succeeded; by wave, then id, within
 // each. devices is sorted by id, as the hub gives it.
-func memberRows(ro fleet.Rollout, devices []fleet.Device) []pages.MemberRow {
+func memberRows(ro fleet.Rollout, devices []fleet.Device, c fleet.Catalog) []pages.MemberRow {
 	vs := newVersions("")
+	rel, relOK := c.Release(ro.Version)
 	rows := make([]pages.MemberRow, 0, len(ro.Members))
 	for id, m := range ro.Members {
 		row := pages.MemberRow{ID: id, From: m.From}
@@ -116,7 +117,7 @@ func memberRows(ro fleet.Rollout, devices []fleet.Device) []pages.MemberRow {
 		}
 		d := &devices[i]
 		row.Known, row.Alive, row.Version = true, d.Alive, d.Version
-		row.State, row.Detail = memberState(d, ro, m.Wave, vs)
+		row.State, row.Detail = memberState(d, ro, m.Wave, rel, relOK, vs)
 		if row.State == pages.MemberInProgress {
 			row.Progress = d.Install
 		}
@@ -134,12 +135,15 @@ func memberRows(ro fleet.Rollout, devices []fleet.Device) []pages.MemberRow {
 }
 
 // memberState says how device d, in wave of rollout ro, stands with the
-// rollout's release, and why in one line.
-func memberState(d *fleet.Device, ro fleet.Rollout, wave int, vs *versions) (pages.MemberState, string) {
+// rollout's release (rel, when the catalog has it), and why in one line.
+// It counts as the rollout service does (services/rollout, count): a
+// device that runs the release or a newer one succeeded; one whose
+// install of it failed, or that is held back from it, failed.
+func memberState(d *fleet.Device, ro fleet.Rollout, wave int, rel fleet.Release, relOK bool, vs *versions) (pages.MemberState, string) {
 	in := d.Install
 	ours := in != nil && vs.compare(in.Version, ro.Version) == 0
 	switch {
-	case d.Version != "" && vs.compare(d.Version, ro.Version) == 0:
+	case d.Version != "" && vs.parse(d.Version) != nil && vs.compare(d.Version, ro.Version) >= 0:
 		return pages.MemberSucceeded, ""
 	case d.Pin != nil:
 		detail := "pinned to " + d.Pin.Version
@@ -147,7 +151,9 @@ func memberState(d *fleet.Device, ro fleet.Rollout, wave int, vs *versions) (pag
 			detail += ": " + d.Pin.Reason
 		}
 		return pages.MemberPinned, detail
-	case ours && in.State == wire.StateFailed:
+	case relOK && d.Retries.For(rel) && d.Retries.HeldBack:
+		return pages.MemberFailed, fmt.Sprintf("held back after %d failed installs", d.Retries.Failures)
+	case ours && d.FailedInstall():
 		return pages.MemberFailed, in.Detail
 	case ours && pages.Running(in):
 		return pages.MemberInProgress, string(in.State)
