@@ -264,3 +264,15 @@ func waveBadge(status string) string {
 	}
 	return "muted"
 }
+
+// otherVersions are versions without current: the releases a rollout of
+// current can change to.
+func otherVersions(versions []string, current string) []string {
+	var out []string
+	for _, v := range versions {
+		if v != current {
+			out = append(out, v)
+		}
+	}
+	return out
+}
