@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -337,5 +338,48 @@ func TestRolloutsAPIAuth(t *testing.T) {
 	}
 	if rs, _ := a.store.Rollouts(context.Background()); len(rs) != 0 {
 		t.Errorf("a request without a token created %d rollouts", len(rs))
+	}
+}
+
+// TestAwaitWritten: an action waits until the hub shows what it wrote,
+// so the page it leads to and the next API read show it; it does not
+// wait for longer.
+func TestAwaitWritten(t *testing.T) {
+	_, _, st := startStore(t)
+	h := newHub(st, slog.New(slog.DiscardHandler))
+	t.Cleanup(h.Close)
+	ctx := context.Background()
+	h.Begin(ctx)
+	ro, err := fleet.NewRollout(fleet.RolloutSpec{ID: "r1", Version: "1.0"}, "test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan time.Time, 1)
+	go func() { h.awaitWritten(ctx, ro); done <- time.Now() }()
+	select {
+	case <-done:
+		t.Fatal("returned before the hub had the rollout")
+	case <-time.After(200 * time.Millisecond):
+	}
+	wrote := time.Now()
+	if err := st.CreateRollout(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-done:
+		if got, err := h.Rollout(ctx, "r1"); err != nil || !got.Updated.Equal(ro.Updated) {
+			t.Errorf("returned with the hub showing %+v, %v", got, err)
+		}
+		t.Logf("returned %s after the write", at.Sub(wrote))
+	case <-time.After(sawWrite - 500*time.Millisecond):
+		t.Fatal("still waiting after the hub had the rollout")
+	}
+	// An older copy does not satisfy a later write.
+	later := ro
+	later.Updated = ro.Updated.Add(time.Second)
+	start := time.Now()
+	h.awaitWritten(ctx, later)
+	if waited := time.Since(start); waited < sawWrite {
+		t.Errorf("returned after %s for a write the hub never saw, want %s", waited, sawWrite)
 	}
 }
