@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/store"
@@ -299,7 +300,8 @@ func (s *Server) handleCreateRolloutForm() http.Handler {
 			OtherVersion: strings.TrimSpace(p.Get("other_version")),
 			Scope:        p.Get("scope"), Group: p.Get("group"), Selector: strings.TrimSpace(p.Get("selector")),
 			Waves: strings.TrimSpace(p.Get("waves")), Success: strings.TrimSpace(p.Get("success")),
-			Error: strings.TrimSpace(p.Get("error")), Concurrent: strings.TrimSpace(p.Get("max_concurrent")),
+			Error: strings.TrimSpace(p.Get("error")), Soak: strings.TrimSpace(p.Get("soak")),
+			Concurrent: strings.TrimSpace(p.Get("max_concurrent")),
 		}
 		ro, err := func() (fleet.Rollout, error) {
 			spec, err := specFromForm(f)
@@ -321,6 +323,10 @@ func (s *Server) handleCreateRolloutForm() http.Handler {
 		http.Redirect(w, r, rolloutURLNotice(ro.ID, "created"), http.StatusSeeOther)
 	})
 }
+
+// maxSoak bounds the hold of a wave typed in the form: a week is
+// already a long wait for a rollout.
+const maxSoak = 7 * 24 * time.Hour
 
 // specFromForm reads the New rollout form into a spec.
 func specFromForm(f pages.RolloutForm) (fleet.RolloutSpec, error) {
@@ -375,6 +381,15 @@ func specFromForm(f pages.RolloutForm) (fleet.RolloutSpec, error) {
 		}
 	} else if spec.Waves, err = fleet.ParseWaves(f.Waves, success, failed); err != nil {
 		return spec, inputError{err}
+	}
+	if f.Soak != "" {
+		d, err := time.ParseDuration(f.Soak)
+		if err != nil || d < 0 || d > maxSoak {
+			return spec, badInput("hold each wave for %q: want a duration such as 30m or 2h, at most %s", f.Soak, maxSoak)
+		}
+		for i := range spec.Waves {
+			spec.Waves[i].Soak = fleet.Duration(d)
+		}
 	}
 	if f.Concurrent != "" {
 		n, err := strconv.Atoi(f.Concurrent)

@@ -405,6 +405,8 @@ func TestNewRolloutForm(t *testing.T) {
 		{url.Values{"version": {"1.3.0"}, "scope": {"selector"}}, "type the labels"},
 		{url.Values{"version": {"1.3.0"}, "scope": {"group"}, "group": {"nope"}}, `there is no group "nope"`},
 		{url.Values{"other_version": {"1.4 beta!"}}, "rollout version"},
+		{url.Values{"version": {"1.3.0"}, "soak": {"ten minutes"}}, "hold each wave"},
+		{url.Values{"version": {"1.3.0"}, "soak": {"-1m"}}, "hold each wave"},
 	}
 	for _, tt := range bad {
 		resp, body := p.post(t, p.client, "/rollouts", tt.form, nil)
@@ -424,7 +426,7 @@ func TestNewRolloutForm(t *testing.T) {
 	// A canary by label, thresholds and a version not in the catalog yet.
 	resp, body = p.post(t, p.client, "/rollouts", url.Values{
 		"version": {"1.3.0"}, "other_version": {"1.4.0"}, "scope": {"selector"}, "selector": {"site=berlin"},
-		"waves": {"canary:[ring=canary],50,100"}, "success": {"80"}, "error": {"30"}, "max_concurrent": {"5"},
+		"waves": {"canary:[ring=canary],50,100"}, "success": {"80"}, "error": {"30"}, "max_concurrent": {"5"}, "soak": {"15m"},
 	}, nil)
 	if loc := resp.Header.Get("Location"); resp.StatusCode != 303 || loc != "/rollouts/v1-4-0?notice=rollout-created" {
 		t.Fatalf("create: %s to %q; body %.500s", resp.Status, loc, body)
@@ -437,8 +439,8 @@ func TestNewRolloutForm(t *testing.T) {
 		t.Errorf("waves %s", got)
 	}
 	for _, w := range ro.Waves {
-		if w.SuccessPercent != 80 || w.ErrorPercent != 30 {
-			t.Errorf("wave %s thresholds %d/%d, want 80/30", w.Name, w.SuccessPercent, w.ErrorPercent)
+		if w.SuccessPercent != 80 || w.ErrorPercent != 30 || time.Duration(w.Soak) != 15*time.Minute {
+			t.Errorf("wave %s thresholds %d/%d, hold %s, want 80/30 and 15m", w.Name, w.SuccessPercent, w.ErrorPercent, time.Duration(w.Soak))
 		}
 	}
 	doc = p.page(t, "/rollouts/v1-4-0?notice=rollout-created", 200)

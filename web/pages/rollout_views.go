@@ -139,6 +139,7 @@ type RolloutForm struct {
 	Waves        string
 	Success      string
 	Error        string
+	Soak         string // how long each wave holds before the next: "10m"
 	Concurrent   string
 }
 
