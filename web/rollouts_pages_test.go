@@ -497,3 +497,28 @@ func TestRolloutLive(t *testing.T) {
 		t.Errorf("canary counts %q after the change", got)
 	}
 }
+
+// TestOverviewRollouts: the overview counts the rollouts that still
+// move, and says which one paused and why.
+func TestOverviewRollouts(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	if doc := p.page(t, "/", 200); doc.Find("#stats .stat.rollouts").Length() != 0 || strings.TrimSpace(doc.Find("#paused").Text()) != "" {
+		t.Errorf("an overview without rollouts shows %q", doc.Find("#stats .stat.rollouts, #paused").Text())
+	}
+	canaryFleet(t, p)
+	p.rollout(t, fleet.RolloutSpec{ID: "running", Version: "1.3.1"}, time.Now(), nil)
+	p.rollout(t, fleet.RolloutSpec{ID: "done", Version: "1.2.0"}, time.Now(), func(r *fleet.Rollout) { r.State = fleet.RolloutCompleted })
+	poll.Eventually(t, 10*time.Second, "the rollouts on the overview", func() error {
+		doc := p.page(t, "/", 200)
+		stat := doc.Find("#stats a.stat.rollouts")
+		if got := strings.Join(strings.Fields(stat.Text()), " "); got != "2 rollouts, 1 paused" || !stat.HasClass("warn") || stat.AttrOr("href", "") != "/rollouts" {
+			return fmt.Errorf("stat %q (class %q)", got, stat.AttrOr("class", ""))
+		}
+		alert := strings.Join(strings.Fields(doc.Find("#paused .alert").Text()), " ")
+		if alert != "Rollout canary-130 is paused. wave canary: 1 of 4 devices failed (25%), at or above its error threshold of 20%" ||
+			doc.Find("#paused a").AttrOr("href", "") != "/rollouts/canary-130" {
+			return fmt.Errorf("alert %q", alert)
+		}
+		return nil
+	})
+}

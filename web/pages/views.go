@@ -40,7 +40,11 @@ type OverviewView struct {
 	// failed, and those held back.
 	Failed, Held int
 	// Pending is how many devices wait for an operator's approval.
-	Pending    int
+	Pending int
+	// Rollouts counts the rollouts running and paused; Paused is the
+	// newest paused one, if any, with its reason.
+	Rollouts, RolloutsPaused int
+	Paused                   *fleet.Rollout
 	Target     string
 	Versions   []VersionCount
 	Installing []fleet.Device
