@@ -74,7 +74,7 @@ func (s *Server) rolloutView(r *http.Request, id string) (pages.RolloutView, err
 	}
 	_, inCatalog := c.Release(ro.Version)
 	v := pages.RolloutView{
-		Frame:      frame(r, "Rollout "+ro.ID, "rollouts", liveURL(since, "rollouts,devices", "")),
+		Frame:      frame(r, "Rollout "+ro.ID, "rollouts", liveURL(since, "rollouts,devices,catalog", "")),
 		RolloutRow: rolloutRow(ro), InCatalog: inCatalog,
 		MemberQuery: pages.ParseMemberQuery(r.URL.Query()),
 		ByState:     map[pages.MemberState]int{},

@@ -216,7 +216,7 @@ func TestRolloutPage(t *testing.T) {
 	if got := texts(doc.Find("#release-version option")); strings.Join(got, ",") != "1.3.1,1.2.0" {
 		t.Errorf("release choices %q", got)
 	}
-	if live, _ := doc.Find("body").Attr("data-live"); !strings.Contains(live, "rollouts%2Cdevices") {
+	if live, _ := doc.Find("body").Attr("data-live"); !strings.Contains(live, "rollouts%2Cdevices%2Ccatalog") {
 		t.Errorf("the page does not hear rollout and device changes: %q", live)
 	}
 
