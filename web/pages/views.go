@@ -45,6 +45,7 @@ type OverviewView struct {
 	// newest paused one, if any, with its reason.
 	Rollouts, RolloutsPaused int
 	Paused                   *fleet.Rollout
+
 	Target     string
 	Versions   []VersionCount
 	Installing []fleet.Device
