@@ -273,14 +273,13 @@ func (s *Server) newRolloutView(r *http.Request, f pages.RolloutForm) (pages.New
 	for _, rel := range c.Releases {
 		v.Versions = append(v.Versions, rel.Version)
 	}
-	groups, err := s.opts.Store.Groups(r.Context())
+	groups, err := s.hub.Groups(r.Context())
 	if err != nil {
 		return v, err
 	}
 	for _, g := range groups {
 		v.Groups = append(v.Groups, g.Name)
 	}
-	slices.Sort(v.Groups)
 	return v, nil
 }
 

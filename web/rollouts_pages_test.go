@@ -382,13 +382,13 @@ func TestNewRolloutForm(t *testing.T) {
 		if got := texts(doc.Find(`select[name="version"] option`)); strings.Join(got, ",") != "1.3.1,1.3.0,none" {
 			return fmt.Errorf("versions %q", got)
 		}
+		if got := texts(doc.Find(`select[name="group"] option`)); strings.Join(got, ",") != "berlin" {
+			return fmt.Errorf("groups %q", got)
+		}
 		return nil
 	})
 	if got := texts(doc.Find(`select[name="version"] option[selected]`)); len(got) != 1 || got[0] != "1.3.0" {
 		t.Errorf("preselected %q, want the target 1.3.0", got)
-	}
-	if got := texts(doc.Find(`select[name="group"] option`)); strings.Join(got, ",") != "berlin" {
-		t.Errorf("groups %q", got)
 	}
 	for name, want := range map[string]string{"success": "90", "error": "20"} {
 		if v, _ := doc.Find(`input[name="` + name + `"]`).Attr("value"); v != want {
