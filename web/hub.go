@@ -20,13 +20,15 @@ import (
 // open live streams about each change they show.
 //
 // It holds every enrollment the same way, so a page shows who waits for
-// approval and who is revoked without reading the bucket, and every group,
-// so a device's groups and channel are known without a read (groups.go).
+// approval and who is revoked without reading the bucket, every group,
+// so a device's groups and channel are known without a read (groups.go),
+// and every rollout, so the Rollouts pages and the API follow a rollout
+// without reading it.
 //
 // It starts on first use. Its goroutines (the devices, catalog, history,
-// enrollments and groups watches and a ticker) run until Close, or until the
-// store's connection is closed; a watch that breaks starts again after a
-// pause.
+// enrollments, groups and rollouts watches and a ticker) run until Close,
+// or until the store's connection is closed; a watch that breaks starts
+// again after a pause.
 type hub struct {
 	store     *store.Store
 	log       *slog.Logger
@@ -61,6 +63,10 @@ type hub struct {
 
 	// seen are presence's last-seen times (seen.go), merged into devices.
 	seen map[string]time.Time
+
+	rollouts    map[string]fleet.Rollout
+	rolloutLoad map[string]fleet.Rollout // a fresh watch's initial records
+	rolloutList []fleet.Rollout          // rollouts newest first; nil when stale
 }
 
 // seenEvery is how often a change of nothing but a device's last-seen time
@@ -80,7 +86,7 @@ func newHub(store *store.Store, log *slog.Logger) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &hub{
 		store: store, log: log, seenEvery: seenEvery, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}, waiting: 5,
+		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}, waiting: 6,
 	}
 }
 
@@ -89,11 +95,12 @@ func (h *hub) ensure() {
 		if h.ctx.Err() != nil {
 			return
 		}
-		h.wg.Add(7)
+		h.wg.Add(8)
 		go h.followSeen()
 		go h.keep("devices", func(ctx context.Context) error { return h.store.WatchDevices(ctx, h.apply) })
 		go h.keep("enrollments", func(ctx context.Context) error { return h.store.WatchEnrollments(ctx, h.applyEnrollment) })
 		go h.keep("groups", func(ctx context.Context) error { return h.store.WatchGroups(ctx, h.applyGroup) })
+		go h.keep("rollouts", func(ctx context.Context) error { return h.store.WatchRollouts(ctx, h.applyRollout) })
 		var catalogOnce, historyOnce sync.Once
 		go h.keep("catalog", func(ctx context.Context) error {
 			var initial *fleet.Catalog
@@ -230,7 +237,7 @@ func (h *hub) watching(once *sync.Once, t topic) {
 	}
 }
 
-// started counts a watch in place; the hub is ready with all five.
+// started counts a watch in place; the hub is ready with all six.
 func (h *hub) started() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

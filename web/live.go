@@ -50,11 +50,13 @@ func (s *Server) handleLive() http.Handler {
 				topics |= topicEnrollments
 			case "groups":
 				topics |= topicGroups
+			case "rollouts":
+				topics |= topicRollouts
 			}
 		}
 		device := q.Get("device")
 		if topics == 0 || (device != "" && wire.ValidateID(device) != nil) {
-			http.Error(w, "want topics=devices,catalog,history,enrollments,groups and an optional valid device id", http.StatusBadRequest)
+			http.Error(w, "want topics=devices,catalog,history,enrollments,groups,rollouts and an optional valid device id", http.StatusBadRequest)
 			return
 		}
 		since, _ := strconv.ParseUint(q.Get("since"), 10, 64)

@@ -79,13 +79,30 @@ func (s *Server) handleOverview() http.Handler {
 			return
 		}
 		pending, _ := pendingAndRevoked(ens)
+		rs, err := s.hub.Rollouts(ctx)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
 		vs := newVersions(c.Target)
 		rel, relOK := c.TargetRelease()
 		now := time.Now()
 		v := pages.OverviewView{
-			Frame:   frame(r, "Overview", "overview", liveURL(since, "devices,catalog,history,enrollments", "")),
+			Frame:   frame(r, "Overview", "overview", liveURL(since, "devices,catalog,history,enrollments,rollouts", "")),
 			Pending: len(pending),
 			Total:   len(devices), Target: c.Target, Versions: vs.counts(devices), Events: events,
+		}
+		for i, ro := range rs { // newest first
+			switch ro.State {
+			case fleet.RolloutRunning:
+				v.Rollouts++
+			case fleet.RolloutPaused:
+				v.Rollouts++
+				v.RolloutsPaused++
+				if v.Paused == nil {
+					v.Paused = &rs[i]
+				}
+			}
 		}
 		for _, d := range devices {
 			if d.Alive {

@@ -37,6 +37,13 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/groups/{name}", api(s.handleGroup()))
 	mux.Handle("PUT /api/v1/groups/{name}", api(s.handlePutGroup()))
 	mux.Handle("DELETE /api/v1/groups/{name}", api(s.handleDeleteGroup()))
+	mux.Handle("GET /api/v1/rollouts", api(s.handleRollouts()))
+	mux.Handle("POST /api/v1/rollouts", api(s.handleCreateRollout()))
+	mux.Handle("GET /api/v1/rollouts/{id}", api(s.handleRollout()))
+	mux.Handle("DELETE /api/v1/rollouts/{id}", api(s.handleDeleteRollout()))
+	for _, action := range []string{actionPause, actionResume, actionAbort, actionRollBack, actionRelease} {
+		mux.Handle("POST /api/v1/rollouts/{id}/"+action, api(s.handleRolloutAction(action)))
+	}
 
 	mux.Handle("GET /downloads/{file}", s.handleDownload())
 
@@ -52,6 +59,13 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /clients/{id}/approve", post(page(s.handleEnrollAction(fleet.EnrollApproved))))
 	mux.Handle("POST /clients/{id}/revoke", post(page(s.handleEnrollAction(fleet.EnrollRevoked))))
 	mux.Handle("POST /clients/{id}/delete", post(page(s.handleDeleteAction())))
+	mux.Handle("GET /rollouts", page(s.handleRolloutsPage()))
+	mux.Handle("GET /rollouts/new", page(s.handleNewRolloutPage()))
+	mux.Handle("POST /rollouts", post(page(s.handleCreateRolloutForm())))
+	mux.Handle("GET /rollouts/{id}", page(s.handleRolloutPage()))
+	for _, action := range []string{actionPause, actionResume, actionAbort, actionRollBack, actionRelease, "delete"} {
+		mux.Handle("POST /rollouts/{id}/"+action, post(page(s.handleRolloutActionForm(action))))
+	}
 	mux.Handle("GET /history", page(s.handleHistoryPage()))
 	mux.Handle("GET /updates", page(s.handleUpdatesPage()))
 	mux.Handle("GET /downloads", page(s.handleDownloadsPage()))

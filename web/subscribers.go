@@ -12,6 +12,7 @@ const (
 	topicHistory
 	topicEnrollments
 	topicGroups
+	topicRollouts
 )
 
 // subscriber is one open live stream.

@@ -11,8 +11,8 @@ import (
 // Frame is what every page's frame needs.
 type Frame struct {
 	Title string
-	// Nav names the current navigation item: overview, clients, history,
-	// updates or downloads.
+	// Nav names the current navigation item: overview, clients,
+	// rollouts, history, updates or downloads.
 	Nav string
 	// Live is the URL of the page's live stream; empty for none.
 	Live string
@@ -40,7 +40,12 @@ type OverviewView struct {
 	// failed, and those held back.
 	Failed, Held int
 	// Pending is how many devices wait for an operator's approval.
-	Pending    int
+	Pending int
+	// Rollouts counts the rollouts running and paused; Paused is the
+	// newest paused one, if any, with its reason.
+	Rollouts, RolloutsPaused int
+	Paused                   *fleet.Rollout
+
 	Target     string
 	Versions   []VersionCount
 	Installing []fleet.Device
