@@ -251,7 +251,13 @@ func TestFolder(t *testing.T) {
 		{"pinned", func() { write(t, e.dir, "target", []byte("1.9.0\n")) },
 			is("b.zip=1.10.0 a.zip=1.9.0", "bad.zip dup.zip", "1.9.0")},
 		{"pinned to a missing version", func() { write(t, e.dir, "target", []byte("3.0\n")) },
-			is("b.zip=1.10.0 a.zip=1.9.0", "bad.zip dup.zip", "")},
+			// Refused: the target stays what it was.
+			func(c fleet.Catalog) error {
+				if !strings.Contains(c.TargetReason, "refused") {
+					return fmt.Errorf("reason %q: the file is not read yet", c.TargetReason)
+				}
+				return is("b.zip=1.10.0 a.zip=1.9.0", "bad.zip dup.zip", "1.9.0")(c)
+			}},
 		{"policy removed", func() { remove(t, e.dir, "target") },
 			is("b.zip=1.10.0 a.zip=1.9.0", "bad.zip dup.zip", "1.10.0")},
 		{"zip written in place", func() { write(t, e.dir, "d.zip", release(t, "2.0.0")) },
