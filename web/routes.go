@@ -44,6 +44,7 @@ func (s *Server) Handler() http.Handler {
 	for _, action := range []string{actionPause, actionResume, actionAbort, actionRollBack, actionRelease} {
 		mux.Handle("POST /api/v1/rollouts/{id}/"+action, api(s.handleRolloutAction(action)))
 	}
+	mux.Handle("GET /api/v1/audit", api(s.handleAudit()))
 
 	mux.Handle("GET /downloads/{file}", s.handleDownload())
 
@@ -69,6 +70,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /history", page(s.handleHistoryPage()))
 	mux.Handle("GET /updates", page(s.handleUpdatesPage()))
 	mux.Handle("GET /downloads", page(s.handleDownloadsPage()))
+	mux.Handle("GET /audit", page(s.handleAuditPage()))
 	mux.Handle("GET /live", page(s.handleLive()))
 	return holdDeadlines(s.opts.WriteStall, s.log, instrumentHTTP(s.opts.Metrics, secureHeaders(apiErrors(mux))))
 }

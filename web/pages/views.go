@@ -12,7 +12,7 @@ import (
 type Frame struct {
 	Title string
 	// Nav names the current navigation item: overview, clients,
-	// rollouts, history, updates or downloads.
+	// rollouts, history, updates, downloads or audit.
 	Nav string
 	// Live is the URL of the page's live stream; empty for none.
 	Live string
