@@ -106,6 +106,15 @@ var commands = map[string]command{
 		args:  "[list | set NAME --selector k=v [--channel C] [--window W] | delete NAME]",
 		flags: groupsFlags,
 	},
+	"rollout": {
+		help:  "Creates, follows and steers rollouts: a release to a selection of devices, wave by wave. Each verb has its own flags (thinfleet rollout VERB -h). The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.",
+		args:  "create ID --version V | list | status ID | pause|resume|abort|rollback ID | release ID VERSION | delete ID",
+		flags: rolloutFlags,
+	},
+	"audit": {
+		help:  "Prints the audit log, newest first: every operator action, who did it and when. The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.",
+		flags: auditFlags,
+	},
 	"healthcheck": {
 		help:  "Asks a health URL and exits 0 when it answers 200: the health check of a container without a shell.",
 		flags: healthcheckFlags,

@@ -27,6 +27,10 @@ Usage:
                                hold a device or a group on one version
   thinfleet groups [list | set NAME --selector k=v [--channel C] [--window W] | delete NAME]
                                saved selectors, their channel and window
+  thinfleet rollout create ID --version V [--selector k=v | --group G] [--waves canary:10,50,100]
+  thinfleet rollout list | status ID | pause|resume|abort|rollback ID | release ID VERSION
+                               roll a release out wave by wave, follow and steer it
+  thinfleet audit [--limit N]  every operator action: who, what and when
   thinfleet keygen [--out DIR] make a publisher key pair for signed releases
   thinfleet sign --key publisher.key ZIP...
                                sign update zips (writes ZIP.sig beside each)

@@ -85,6 +85,8 @@ func TestCommandFlags(t *testing.T) {
 		"devices":     "api data log-format log-level remove selector",
 		"pin":         "api data group log-format log-level reason remove",
 		"groups":      "api channel data log-format log-level selector window",
+		"rollout":     "api data log-format log-level",
+		"audit":       "action api before data json limit log-format log-level target",
 		"healthcheck": "log-format log-level url",
 		"tokens":      "dashboard data http-port log-format log-level nats-port",
 	}
