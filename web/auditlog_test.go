@@ -175,19 +175,29 @@ func TestAuditPage(t *testing.T) {
 	r := httptest.NewRequest("POST", "/clients/kiosk-9/offer", nil)
 	r.RemoteAddr = "192.0.2.7:51234"
 	p.web.audit(r, "device.offer-again", "kiosk-9", "<b>by hand</b>")
+	if err := p.store.AppendAudit(context.Background(), fleet.AuditEntry{Who: `"><img src=x onerror=alert(1)>`, Action: "rollout.create", Target: "<script>alert(1)</script>"}); err != nil {
+		t.Fatal(err)
+	}
+	doc = p.page(t, "/audit?action=rollout.create", 200)
+	if n := doc.Find("img, [onerror], main script").Length(); n != 0 {
+		t.Errorf("%d elements injected through the audit log", n)
+	}
+	if got := rows(doc.Find("#audit tbody tr")); len(got) != 1 || !strings.Contains(got[0], `|"><img src=x onerror=alert(1)>|rollout.create|<script>alert(1)</script>|`) {
+		t.Errorf("hostile entry shown as %q, want its characters", got)
+	}
 
 	doc = p.page(t, "/audit", 200)
 	got := rows(doc.Find("#audit tbody tr"))
 	if len(got) != 50 {
 		t.Fatalf("first page: %d rows, want 50", len(got))
 	}
-	if want := "admin (dashboard) from 192.0.2.7|device.offer-again|kiosk-9|<b>by hand</b>"; !strings.HasSuffix(got[0], want) {
+	if want := "admin (dashboard) from 192.0.2.7|device.offer-again|kiosk-9|<b>by hand</b>"; !strings.HasSuffix(got[1], want) {
 		t.Errorf("newest row = %q, want it to end %q", got[0], want)
 	}
-	if href, _ := doc.Find("#audit tbody tr").First().Find("td.id a").Attr("href"); href != "/clients/kiosk-9" {
+	if href, _ := doc.Find("#audit tbody tr").Eq(1).Find("td.id a").Attr("href"); href != "/clients/kiosk-9" {
 		t.Errorf("a device target links to %q, want its page", href)
 	}
-	if href, _ := doc.Find("#audit tbody tr").Eq(1).Find("td.id a").Attr("href"); href != "/audit?target=r0" {
+	if href, _ := doc.Find("#audit tbody tr").Eq(2).Find("td.id a").Attr("href"); href != "/audit?target=r0" {
 		t.Errorf("a rollout target links to %q, want its actions", href)
 	}
 	older, ok := doc.Find(`#audit a[rel="next"]`).Attr("href")
@@ -195,8 +205,8 @@ func TestAuditPage(t *testing.T) {
 		t.Fatalf("no older link: %q", older)
 	}
 	doc = p.page(t, older, 200)
-	if got := rows(doc.Find("#audit tbody tr")); len(got) != 50 || !strings.HasSuffix(got[0], "|entry 71") {
-		t.Errorf("second page: %d rows from %q, want 50 from entry 71", len(got), got[0])
+	if got := rows(doc.Find("#audit tbody tr")); len(got) != 50 || !strings.HasSuffix(got[0], "|entry 72") {
+		t.Errorf("second page: %d rows from %q, want 50 from entry 72", len(got), got[0])
 	}
 	if newest, _ := doc.Find("#audit nav.pager a").First().Attr("href"); newest != "/audit" {
 		t.Errorf("second page's first link = %q, want /audit", newest)

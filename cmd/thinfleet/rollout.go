@@ -316,7 +316,7 @@ func rolloutListFlags(fs *flag.FlagSet) func(context.Context, *apiClient, env, [
 			return nil
 		}
 		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "ID\tSTATE\tVERSION\tDEVICES\tWAVE\tSUCCEEDED\tFAILED\tCREATED")
+		fmt.Fprintln(w, "ID\tSTATE\tVERSION\tSCOPE\tWAVE\tSUCCEEDED\tFAILED\tCREATED")
 		for _, r := range list.Rollouts {
 			n := r.Counts
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\n", r.ID, r.State, r.Version, rolloutScope(r.Rollout),
