@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -353,4 +354,28 @@ func (s *testServer) openStore(t *testing.T) *store.Store {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestRolloutNoServer: with no server at --api, the rollout and audit
+// commands say so, with the address they tried.
+func TestRolloutNoServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	getenv := func(k string) string { return map[string]string{"THINFLEET_ADMIN_TOKEN": "t"}[k] }
+	for _, args := range [][]string{
+		{"rollout", "status", "r1", "--api", closed},
+		{"rollout", "--api", closed, "list"},
+		{"rollout", "create", "r1", "--version", "1.0", "--api", closed},
+		{"audit", "--api", closed},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, getenv, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), "http://"+closed+": connection refused; is it running? (--api)") {
+			t.Errorf("%s: %v, want it to say nothing answers at %s", strings.Join(args, " "), err, closed)
+		}
+	}
 }
