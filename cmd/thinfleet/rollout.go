@@ -127,8 +127,7 @@ func runVerb(ctx context.Context, cmd string, verbs []verb, api apiFlags, shared
 	}
 	v := verbs[i]
 	fs := flag.NewFlagSet("thinfleet "+cmd+" "+name, flag.ContinueOnError)
-	var flagErr bytes.Buffer
-	fs.SetOutput(&flagErr)
+	fs.SetOutput(io.Discard) // its errors are returned; -h is printed below
 	for _, n := range []string{"api", "data"} {
 		f := shared.Lookup(n)
 		fs.Var(f.Value, f.Name, f.Usage)
