@@ -107,8 +107,8 @@ var commands = map[string]command{
 		flags: groupsFlags,
 	},
 	"rollout": {
-		help:  "Creates, follows and steers rollouts: a release to a selection of devices, wave by wave. Each verb has its own flags (thinfleet rollout VERB -h). The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.",
-		args:  "create ID --version V | list | status ID | pause|resume|abort|rollback ID | release ID VERSION | delete ID",
+		help:  rolloutHelp(),
+		args:  "VERB [ID] [VERSION]",
 		flags: rolloutFlags,
 	},
 	"audit": {

@@ -21,20 +21,25 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 )
 
-// rolloutOptions are "thinfleet rollout"'s: where the server is. Each
-// verb (create, status, …) has its own flags besides, on a flag set of
-// its own that shares --api and --data, so that they may come before the
-// verb or after it.
+// rolloutOptions are "thinfleet rollout"'s: where the server is, and
+// the flags of its verbs. Every verb's flags are on the command's one
+// flag set, so that they may come before the verb's words, between them
+// or after them; a verb refuses the flags of others.
 type rolloutOptions struct {
 	apiFlags
-	shared *flag.FlagSet
+	create rolloutCreateOptions
+	reason string
+	json   bool
+	status rolloutStatusOptions
 }
 
 func rolloutFlags(fs *flag.FlagSet) func(context.Context, env) error {
-	o := rolloutOptions{apiFlags: apiFlagsOn(fs), shared: fs}
-	return func(ctx context.Context, e env) error {
-		return runVerb(ctx, "rollout", rolloutVerbs, o.apiFlags, o.shared, e)
-	}
+	o := &rolloutOptions{apiFlags: apiFlagsOn(fs)}
+	o.create.register(fs)
+	fs.StringVar(&o.reason, "reason", "", "pause, resume, abort, rollback: why, in one line; shown with the rollout and kept in the audit log")
+	fs.BoolVar(&o.json, "json", false, "list, status: print the server's JSON")
+	o.status.register(fs)
+	return func(ctx context.Context, e env) error { return runRollout(ctx, fs, o, e) }
 }
 
 // verb is one action of a command that takes several (rollout create,
@@ -48,56 +53,50 @@ type verb struct {
 	nwords int
 	hint   string
 	help   string
-	// flags registers the verb's own flags on fs and returns the verb,
-	// to run once they are parsed, with its words.
-	flags func(fs *flag.FlagSet) func(ctx context.Context, c *apiClient, e env, words []string) error
+	// flags are the command's flags the verb takes, besides --api and
+	// --data.
+	flags []string
+	run   func(ctx context.Context, c *apiClient, o *rolloutOptions, e env, words []string) error
 }
 
 // rolloutVerbs are "thinfleet rollout"'s, in the order its usage lists them.
 var rolloutVerbs = []verb{
 	{
-		name: "create", words: "ID", nwords: 1, hint: "--version V", flags: rolloutCreateFlags,
-		help: "Creates rollout ID of --version to the devices --selector or --group chooses (every device when neither), wave by wave: by default a 10% canary, then 50%, then every device; a wave opens the next once --success percent of its devices run the release, and --errors percent of them failing pauses the rollout.",
+		name: "create", words: "ID", nwords: 1, hint: "--version V", run: runRolloutCreate,
+		flags: []string{"errors", "group", "max-concurrent", "selector", "success", "version", "waves"},
+		help:  "starts rollout ID of --version to the devices --selector or --group chooses (every device when neither), wave by wave: by default a 10% canary, then 50%, then every device; a wave opens the next once --success percent of its devices run the release, and --errors percent of them failing pauses the rollout",
 	},
 	{
-		name:  "list",
-		flags: rolloutListFlags,
-		help:  "Lists the rollouts, newest first, with their state and progress.",
+		name: "list", run: runRolloutList, flags: []string{"json"},
+		help: "lists the rollouts, newest first, with their state and progress",
 	},
 	{
-		name:  "status",
-		words: "ID", nwords: 1, flags: rolloutStatusFlags,
-		help: "Shows a rollout's waves, their counts, its state and the reason it stands there. In a terminal it redraws a progress bar in place until the rollout completes, pauses or ends, or Ctrl-C (which stops watching, not the rollout); otherwise, or with --once, it prints one snapshot.",
+		name: "status", words: "ID", nwords: 1, run: runRolloutStatus, flags: []string{"interval", "json", "once"},
+		help: "shows a rollout's waves, their counts, its state and the reason it stands there; in a terminal it redraws a progress bar in place until the rollout completes, pauses or ends, or Ctrl-C (which stops watching, not the rollout); otherwise, or with --once, it prints one snapshot",
 	},
 	{
-		name:  "pause",
-		words: "ID", nwords: 1, flags: rolloutActionFlags("pause"),
-		help: "Pauses a running rollout: it offers its release to no further device until resumed.",
+		name: "pause", words: "ID", nwords: 1, run: rolloutAction("pause"), flags: []string{"reason"},
+		help: "offers the release to no further device until resumed",
 	},
 	{
-		name:  "resume",
-		words: "ID", nwords: 1, flags: rolloutActionFlags("resume"),
-		help: "Lets a paused rollout go on. A wave still past its error threshold pauses it again, unless its release changed (rollout release).",
+		name: "resume", words: "ID", nwords: 1, run: rolloutAction("resume"), flags: []string{"reason"},
+		help: "lets a paused rollout go on; a wave still past its error threshold pauses it again, unless its release changed",
 	},
 	{
-		name:  "abort",
-		words: "ID", nwords: 1, flags: rolloutActionFlags("abort"),
-		help: "Stops a rollout for good: nothing more is offered, and devices it has not reached keep their version.",
+		name: "abort", words: "ID", nwords: 1, run: rolloutAction("abort"), flags: []string{"reason"},
+		help: "stops a rollout for good: nothing more is offered, and devices it has not reached keep their version",
 	},
 	{
-		name:  "rollback",
-		words: "ID", nwords: 1, flags: rolloutActionFlags("rollback"),
-		help: "Offers every device the rollout moved the version it ran before.",
+		name: "rollback", words: "ID", nwords: 1, run: rolloutAction("rollback"), flags: []string{"reason"},
+		help: "offers every device the rollout moved the version it ran before",
 	},
 	{
-		name:  "release",
-		words: "ID VERSION", nwords: 2, flags: rolloutReleaseFlags,
-		help: "Changes the release of a running or paused rollout (a fixed release after a bad one); its waves count the new release afresh.",
+		name: "release", words: "ID VERSION", nwords: 2, run: runRolloutRelease,
+		help: "changes the release of a running or paused rollout (a fixed release after a bad one); its waves count the new release afresh",
 	},
 	{
-		name:  "delete",
-		words: "ID", nwords: 1, flags: rolloutDeleteFlags,
-		help: "Deletes a rollout that is over: completed, aborted or rolled back.",
+		name: "delete", words: "ID", nwords: 1, run: runRolloutDelete,
+		help: "deletes a rollout that is over: completed, aborted or rolled back",
 	},
 }
 
@@ -113,46 +112,57 @@ func verbUsage(cmd string, verbs []verb) string {
 	return b.String()
 }
 
-// runVerb runs the verb e.args names, with its own flag set: its flags
-// and the command's shared --api and --data, given before its words,
-// between them or after them.
-func runVerb(ctx context.Context, cmd string, verbs []verb, api apiFlags, shared *flag.FlagSet, e env) error {
-	if len(e.args) == 0 {
-		return fmt.Errorf("usage:%s\n(thinfleet %s VERB -h for a verb's flags)", verbUsage(cmd, verbs), cmd)
+// rolloutHelp is "thinfleet rollout -h"'s text: the verbs and what each
+// does.
+func rolloutHelp() string {
+	var b strings.Builder
+	b.WriteString("Creates, follows and steers rollouts: a release to a selection of devices, wave by wave. The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.\n")
+	for _, v := range rolloutVerbs {
+		fmt.Fprintf(&b, "\n  %s\n      %s", v.usage(), v.help)
 	}
-	name := e.args[0]
-	i := slices.IndexFunc(verbs, func(v verb) bool { return v.name == name })
-	if i < 0 {
-		return fmt.Errorf("thinfleet %s: no verb %q; one of:%s", cmd, name, verbUsage(cmd, verbs))
-	}
-	v := verbs[i]
-	fs := flag.NewFlagSet("thinfleet "+cmd+" "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // its errors are returned; -h is printed below
-	for _, n := range []string{"api", "data"} {
-		f := shared.Lookup(n)
-		fs.Var(f.Value, f.Name, f.Usage)
-	}
-	runV := v.flags(fs)
-	usage := "thinfleet " + cmd + " " + v.usage() + " [flags]"
-	words, err := parseInterspersed(fs, e.args[1:])
+	return b.String()
+}
+
+// runRollout runs the verb the words name. The words may still hold
+// flags (the command line splits off only those before the first word):
+// they are parsed here into the same flag set.
+func runRollout(ctx context.Context, fs *flag.FlagSet, o *rolloutOptions, e env) error {
+	words, err := parseInterspersed(fs, e.args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(e.stdout, "Usage: %s\n\n%s\n\nFlags:\n", usage, v.help)
-		fs.SetOutput(e.stdout)
-		fs.PrintDefaults()
-		return nil
+		return nil // fs printed the usage
 	}
-	if err != nil {
-		return fmt.Errorf("%w (usage: %s; -h for its flags)", err, usage)
-	}
-	if len(words) != v.nwords {
-		return fmt.Errorf("usage: %s", usage)
-	}
-	c, err := api.client(e)
 	if err != nil {
 		return err
 	}
-	return runV(ctx, c, e, words)
+	if len(words) == 0 {
+		return fmt.Errorf("usage:%s\n(thinfleet rollout -h for the flags)", verbUsage("rollout", rolloutVerbs))
+	}
+	i := slices.IndexFunc(rolloutVerbs, func(v verb) bool { return v.name == words[0] })
+	if i < 0 {
+		return fmt.Errorf("thinfleet rollout: no verb %q; one of:%s", words[0], verbUsage("rollout", rolloutVerbs))
+	}
+	v := rolloutVerbs[i]
+	if len(words)-1 != v.nwords {
+		return fmt.Errorf("usage: thinfleet rollout %s", v.usage())
+	}
+	var other []string
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(v.flags, f.Name) && !slices.Contains(commonFlags, f.Name) {
+			other = append(other, "--"+f.Name)
+		}
+	})
+	if len(other) > 0 {
+		return fmt.Errorf("thinfleet rollout %s takes no %s (thinfleet rollout -h)", v.name, strings.Join(other, ", "))
+	}
+	c, err := o.client(e)
+	if err != nil {
+		return err
+	}
+	return v.run(ctx, c, o, e, words[1:])
 }
+
+// commonFlags are taken by every verb.
+var commonFlags = []string{"api", "data", "log-format", "log-level"}
 
 // parseInterspersed parses args into fs, flags and words in any order
 // ("status r1 --once" as "--once status r1"), and returns the words.
@@ -212,43 +222,38 @@ type rolloutCreateOptions struct {
 // register defines create's flags on fs, into o.
 func (o *rolloutCreateOptions) register(fs *flag.FlagSet) {
 	def := fleet.DefaultWaves()[0]
-	fs.StringVar(&o.version, "version", "", "the `version` to roll out (required); the rollout waits for its zip when it is not in the catalog yet")
-	fs.StringVar(&o.selector, "selector", "", "the devices in scope, by label: `k=v[,k2=v2]` (default: every device)")
-	fs.StringVar(&o.group, "group", "", "the devices in scope: the group `NAME`'s (instead of --selector)")
-	fs.StringVar(&o.waves, "waves", "", "the waves, cumulative percents, each optionally named, or a selector in brackets: `canary:10,50,100` or canary:[ring=canary],50,100 (default: canary:10,half:50,all:100)")
-	fs.IntVar(&o.success, "success", def.SuccessPercent, "`percent` of a wave's devices that must run the release for the next wave to open")
-	fs.IntVar(&o.errors, "errors", def.ErrorPercent, "`percent` of a wave's devices failing that pauses the rollout (0: never)")
-	fs.IntVar(&o.maxConcurrent, "max-concurrent", 0, "the most installs in progress at once, `N` (0: no bound)")
+	fs.StringVar(&o.version, "version", "", "create: the `version` to roll out (required); the rollout waits for its zip when it is not in the catalog yet")
+	fs.StringVar(&o.selector, "selector", "", "create: the devices in scope, by label: `k=v[,k2=v2]` (default: every device)")
+	fs.StringVar(&o.group, "group", "", "create: the devices in scope: the group `NAME`'s (instead of --selector)")
+	fs.StringVar(&o.waves, "waves", "", "create: the waves, cumulative percents, each optionally named, or a selector in brackets: `canary:10,50,100` or canary:[ring=canary],50,100 (default: canary:10,half:50,all:100)")
+	fs.IntVar(&o.success, "success", def.SuccessPercent, "create: `percent` of a wave's devices that must run the release for the next wave to open")
+	fs.IntVar(&o.errors, "errors", def.ErrorPercent, "create: `percent` of a wave's devices failing that pauses the rollout (0: never)")
+	fs.IntVar(&o.maxConcurrent, "max-concurrent", 0, "create: the most installs in progress at once, `N` (0: no bound)")
 }
 
-func rolloutCreateFlags(fs *flag.FlagSet) func(context.Context, *apiClient, env, []string) error {
-	var o rolloutCreateOptions
-	o.register(fs)
-	return func(ctx context.Context, c *apiClient, e env, words []string) error {
-		given := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-		spec, err := o.spec(words[0], given)
-		if err != nil {
-			return err
-		}
-		var r rolloutView
-		if err := c.do(ctx, http.MethodPost, "/rollouts", spec, &r); err != nil {
-			return rolloutError("", err)
-		}
-		fmt.Fprintf(e.stdout, "rollout %s created: %s to %s, in %s\n", r.ID, r.Version, rolloutScope(r.Rollout), waveList(r.Waves))
-		fmt.Fprintf(e.stdout, "follow it: thinfleet rollout status %s\n", r.ID)
-		return nil
+// runRolloutCreate asks the server for the rollout create's flags name.
+func runRolloutCreate(ctx context.Context, c *apiClient, o *rolloutOptions, e env, words []string) error {
+	spec, err := o.create.spec(words[0])
+	if err != nil {
+		return err
 	}
+	var r rolloutView
+	if err := c.do(ctx, http.MethodPost, "/rollouts", spec, &r); err != nil {
+		return rolloutError("", err)
+	}
+	fmt.Fprintf(e.stdout, "rollout %s created: %s to %s, in %s\n", r.ID, r.Version, rolloutScope(r.Rollout), waveList(r.Waves))
+	fmt.Fprintf(e.stdout, "follow it: thinfleet rollout status %s\n", r.ID)
+	return nil
 }
 
 // spec is the rollout the options ask for, checked as far as the
 // command line can be.
-func (o rolloutCreateOptions) spec(id string, given map[string]bool) (fleet.RolloutSpec, error) {
+func (o rolloutCreateOptions) spec(id string) (fleet.RolloutSpec, error) {
 	spec := fleet.RolloutSpec{ID: id, Version: strings.TrimSpace(o.version), Group: strings.TrimSpace(o.group), MaxConcurrent: o.maxConcurrent}
 	if spec.Version == "" {
 		return spec, errors.New("--version: name the version to roll out")
 	}
-	if given["selector"] && given["group"] {
+	if o.selector != "" && spec.Group != "" {
 		return spec, errors.New("--selector and --group: choose the devices one way")
 	}
 	sel, err := fleet.ParseSelector(o.selector)
@@ -256,12 +261,13 @@ func (o rolloutCreateOptions) spec(id string, given map[string]bool) (fleet.Roll
 		return spec, fmt.Errorf("--selector: %w", err)
 	}
 	spec.Selector = sel
+	def := fleet.DefaultWaves()[0]
 	switch {
 	case o.waves != "":
 		if spec.Waves, err = fleet.ParseWaves(o.waves, o.success, o.errors); err != nil {
 			return spec, fmt.Errorf("--waves: %w", err)
 		}
-	case given["success"] || given["errors"]:
+	case o.success != def.SuccessPercent || o.errors != def.ErrorPercent:
 		spec.Waves = fleet.DefaultWaves()
 		for i := range spec.Waves {
 			spec.Waves[i].SuccessPercent, spec.Waves[i].ErrorPercent = o.success, o.errors
@@ -300,29 +306,27 @@ func waveList(ws []fleet.Wave) string {
 	return strings.Join(parts, ", ")
 }
 
-func rolloutListFlags(fs *flag.FlagSet) func(context.Context, *apiClient, env, []string) error {
-	asJSON := fs.Bool("json", false, "print the server's JSON")
-	return func(ctx context.Context, c *apiClient, e env, _ []string) error {
-		if *asJSON {
-			return rolloutError("", printJSON(ctx, c, "/rollouts", e.stdout))
-		}
-		var list struct{ Rollouts []rolloutView }
-		if err := c.get(ctx, "/rollouts", &list); err != nil {
-			return rolloutError("", err)
-		}
-		if len(list.Rollouts) == 0 {
-			fmt.Fprintln(e.stdout, "no rollouts (thinfleet rollout create ID --version V starts one)")
-			return nil
-		}
-		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "ID\tSTATE\tVERSION\tSCOPE\tWAVE\tSUCCEEDED\tFAILED\tCREATED")
-		for _, r := range list.Rollouts {
-			n := r.Counts
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\n", r.ID, r.State, r.Version, rolloutScope(r.Rollout),
-				openWave(r.Rollout), n.Succeeded, n.Devices, n.Failed, r.Created.Local().Format(time.DateTime))
-		}
-		return w.Flush()
+// runRolloutList lists the rollouts.
+func runRolloutList(ctx context.Context, c *apiClient, o *rolloutOptions, e env, _ []string) error {
+	if o.json {
+		return rolloutError("", printJSON(ctx, c, "/rollouts", e.stdout))
 	}
+	var list struct{ Rollouts []rolloutView }
+	if err := c.get(ctx, "/rollouts", &list); err != nil {
+		return rolloutError("", err)
+	}
+	if len(list.Rollouts) == 0 {
+		fmt.Fprintln(e.stdout, "no rollouts (thinfleet rollout create ID --version V starts one)")
+		return nil
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tSTATE\tVERSION\tSCOPE\tWAVE\tSUCCEEDED\tFAILED\tCREATED")
+	for _, r := range list.Rollouts {
+		n := r.Counts
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\n", r.ID, r.State, r.Version, rolloutScope(r.Rollout),
+			openWave(r.Rollout), n.Succeeded, n.Devices, n.Failed, r.Created.Local().Format(time.DateTime))
+	}
+	return w.Flush()
 }
 
 // openWave names r's last open wave and its place: "1/3 canary".
@@ -348,22 +352,19 @@ func printJSON(ctx context.Context, c *apiClient, path string, w io.Writer) erro
 	return err
 }
 
-// rolloutActionFlags are the flags of pause, resume, abort and rollback.
-func rolloutActionFlags(action string) func(fs *flag.FlagSet) func(context.Context, *apiClient, env, []string) error {
-	return func(fs *flag.FlagSet) func(context.Context, *apiClient, env, []string) error {
-		reason := fs.String("reason", "", "why, in one line: shown with the rollout and kept in the audit log")
-		return func(ctx context.Context, c *apiClient, e env, words []string) error {
-			body := map[string]string{}
-			if *reason != "" {
-				body["reason"] = *reason
-			}
-			var r rolloutView
-			if err := c.do(ctx, http.MethodPost, rolloutPath(words[0], action), body, &r); err != nil {
-				return rolloutError(words[0], err)
-			}
-			printState(e.stdout, r)
-			return nil
+// rolloutAction runs pause, resume, abort or rollback.
+func rolloutAction(action string) func(context.Context, *apiClient, *rolloutOptions, env, []string) error {
+	return func(ctx context.Context, c *apiClient, o *rolloutOptions, e env, words []string) error {
+		body := map[string]string{}
+		if o.reason != "" {
+			body["reason"] = o.reason
 		}
+		var r rolloutView
+		if err := c.do(ctx, http.MethodPost, rolloutPath(words[0], action), body, &r); err != nil {
+			return rolloutError(words[0], err)
+		}
+		printState(e.stdout, r)
+		return nil
 	}
 }
 
@@ -380,23 +381,21 @@ func printState(w io.Writer, r rolloutView) {
 // "rolled_back".
 func stateWords(st fleet.RolloutState) string { return strings.ReplaceAll(string(st), "_", " ") }
 
-func rolloutReleaseFlags(fs *flag.FlagSet) func(context.Context, *apiClient, env, []string) error {
-	return func(ctx context.Context, c *apiClient, e env, words []string) error {
-		var r rolloutView
-		if err := c.do(ctx, http.MethodPost, rolloutPath(words[0], "release"), map[string]string{"version": words[1]}, &r); err != nil {
-			return rolloutError(words[0], err)
-		}
-		printState(e.stdout, r)
-		return nil
+// runRolloutRelease changes a rollout's release.
+func runRolloutRelease(ctx context.Context, c *apiClient, _ *rolloutOptions, e env, words []string) error {
+	var r rolloutView
+	if err := c.do(ctx, http.MethodPost, rolloutPath(words[0], "release"), map[string]string{"version": words[1]}, &r); err != nil {
+		return rolloutError(words[0], err)
 	}
+	printState(e.stdout, r)
+	return nil
 }
 
-func rolloutDeleteFlags(fs *flag.FlagSet) func(context.Context, *apiClient, env, []string) error {
-	return func(ctx context.Context, c *apiClient, e env, words []string) error {
-		if err := c.do(ctx, http.MethodDelete, rolloutPath(words[0]), nil, nil); err != nil {
-			return rolloutError(words[0], err)
-		}
-		fmt.Fprintf(e.stdout, "rollout %s: deleted\n", words[0])
-		return nil
+// runRolloutDelete deletes a rollout that is over.
+func runRolloutDelete(ctx context.Context, c *apiClient, _ *rolloutOptions, e env, words []string) error {
+	if err := c.do(ctx, http.MethodDelete, rolloutPath(words[0]), nil, nil); err != nil {
+		return rolloutError(words[0], err)
 	}
+	fmt.Fprintf(e.stdout, "rollout %s: deleted\n", words[0])
+	return nil
 }

@@ -17,35 +17,36 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 )
 
-// rolloutStatusOptions are "thinfleet rollout status"'s.
+// rolloutStatusOptions are "thinfleet rollout status"'s (with --json).
 type rolloutStatusOptions struct {
-	once, json bool
-	every      time.Duration
+	once  bool
+	every time.Duration
 }
 
-func rolloutStatusFlags(fs *flag.FlagSet) func(context.Context, *apiClient, env, []string) error {
-	var o rolloutStatusOptions
-	fs.BoolVar(&o.once, "once", false, "print one snapshot, also in a terminal")
-	fs.BoolVar(&o.json, "json", false, "print the server's JSON, once")
-	fs.DurationVar(&o.every, "interval", time.Second, "how often a terminal's progress is redrawn")
-	return func(ctx context.Context, c *apiClient, e env, words []string) error {
-		id := words[0]
-		switch {
-		case o.json:
-			return rolloutError(id, printJSON(ctx, c, rolloutPath(id), e.stdout))
-		case o.once || !isTerminal(e.stdout):
-			r, err := getRollout(ctx, c, id)
-			if err != nil {
-				return err
-			}
-			_, err = io.WriteString(e.stdout, renderStatus(r, statusStyle{loc: time.Local}))
+func (o *rolloutStatusOptions) register(fs *flag.FlagSet) {
+	fs.BoolVar(&o.once, "once", false, "status: print one snapshot, also in a terminal")
+	fs.DurationVar(&o.every, "interval", time.Second, "status: how often a terminal's progress is redrawn")
+}
+
+// runRolloutStatus prints a rollout's status, or follows it in a
+// terminal.
+func runRolloutStatus(ctx context.Context, c *apiClient, o *rolloutOptions, e env, words []string) error {
+	id := words[0]
+	switch {
+	case o.json:
+		return rolloutError(id, printJSON(ctx, c, rolloutPath(id), e.stdout))
+	case o.status.once || !isTerminal(e.stdout):
+		r, err := getRollout(ctx, c, id)
+		if err != nil {
 			return err
 		}
-		if o.every < 100*time.Millisecond {
-			return fmt.Errorf("--interval %v: at least 100ms", o.every)
-		}
-		return watchRollout(ctx, c, id, e.stdout, o.every, statusStyle{loc: time.Local, color: true})
+		_, err = io.WriteString(e.stdout, renderStatus(r, statusStyle{loc: time.Local}))
+		return err
 	}
+	if o.status.every < 100*time.Millisecond {
+		return fmt.Errorf("--interval %v: at least 100ms", o.status.every)
+	}
+	return watchRollout(ctx, c, id, e.stdout, o.status.every, statusStyle{loc: time.Local, color: true})
 }
 
 // getRollout asks the server for rollout id.

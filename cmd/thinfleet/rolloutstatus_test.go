@@ -181,9 +181,7 @@ func TestRolloutCreateSpec(t *testing.T) {
 		if err := fs.Parse(strings.Fields(tt.args)); err != nil {
 			t.Fatal(err)
 		}
-		given := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-		spec, err := o.spec("r1", given)
+		spec, err := o.spec("r1")
 		var got string
 		if err != nil {
 			got = err.Error()

@@ -85,7 +85,7 @@ func TestCommandFlags(t *testing.T) {
 		"devices":     "api data log-format log-level remove selector",
 		"pin":         "api data group log-format log-level reason remove",
 		"groups":      "api channel data log-format log-level selector window",
-		"rollout":     "api data log-format log-level",
+		"rollout":     "api data errors group interval json log-format log-level max-concurrent once reason selector success version waves",
 		"audit":       "action api before data json limit log-format log-level target",
 		"healthcheck": "log-format log-level url",
 		"tokens":      "dashboard data http-port log-format log-level nats-port",
