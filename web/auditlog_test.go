@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/web/pages"
@@ -205,8 +207,8 @@ func TestAuditPage(t *testing.T) {
 	if href, _ := doc.Find("#audit tbody tr").Eq(1).Find("td.id a").Attr("href"); href != "/clients/kiosk-9" {
 		t.Errorf("a device target links to %q, want its page", href)
 	}
-	if href, _ := doc.Find("#audit tbody tr").Eq(2).Find("td.id a").Attr("href"); href != "/audit?target=r0" {
-		t.Errorf("a rollout target links to %q, want its actions", href)
+	if href, _ := doc.Find("#audit tbody tr").Eq(2).Find("td.id a").Attr("href"); href != "/rollouts/r0" {
+		t.Errorf("a rollout target links to %q, want its page", href)
 	}
 	older, ok := doc.Find(`#audit a[rel="next"]`).Attr("href")
 	if !ok || !strings.HasPrefix(older, "/audit?before=") {
@@ -240,5 +242,33 @@ func TestAuditPage(t *testing.T) {
 	doc = p.page(t, "/audit?before=x", 400)
 	if doc.Find("p.error").Length() != 1 || doc.Find("#audit tbody tr").Length() != 0 {
 		t.Error("a bad before shows no error, or entries")
+	}
+}
+
+// TestAuditTargetLinks: a target links to its page while it has one, and
+// otherwise to every action on it.
+func TestAuditTargetLinks(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	for _, e := range []fleet.AuditEntry{
+		{Action: "device.tag", Target: "kiosk 1"},
+		{Action: "device.delete", Target: "kiosk-2"},
+		{Action: "rollout.create", Target: "r1"},
+		{Action: "rollout.delete", Target: "r2"},
+		{Action: "group.set", Target: "kiosks"},
+	} {
+		e.Who = "admin (api) from 127.0.0.1"
+		if err := p.store.AppendAudit(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc := p.page(t, "/audit?action=", 200)
+	var got []string
+	doc.Find("#audit tbody tr td.id a").Each(func(_ int, a *goquery.Selection) {
+		href, _ := a.Attr("href")
+		got = append(got, a.Text()+" "+href)
+	})
+	want := "kiosks /audit?target=kiosks|r2 /audit?target=r2|r1 /rollouts/r1|kiosk-2 /audit?target=kiosk-2|kiosk 1 /clients/kiosk%201"
+	if strings.Join(got, "|") != want {
+		t.Errorf("target links:\n got %s\nwant %s", strings.Join(got, "|"), want)
 	}
 }

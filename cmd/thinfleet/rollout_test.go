@@ -37,16 +37,6 @@ func (s *testServer) mustCLI(t *testing.T, args ...string) string {
 	return out
 }
 
-// needRollouts skips the test on a server without the rollouts API.
-// TEMPORARY: the API is on branch rollweb; once it is on main, remove
-// this so that a lost API fails the test.
-func needRollouts(t *testing.T, s *testServer) {
-	t.Helper()
-	if _, err := s.cli(t, "rollout", "list"); err != nil && strings.Contains(err.Error(), "no API endpoint") {
-		t.Skip("needs the rollouts API (GET/POST /api/v1/rollouts, branch rollweb): ", err)
-	}
-}
-
 // TestRolloutVerbFlags checks the flags each rollout verb takes: scripts
 // pass them. Flags may come before, between or after the words; a verb
 // refuses another's flags; -h lists every verb with what it does.
@@ -125,7 +115,6 @@ func TestRolloutVerbFlags(t *testing.T) {
 // action in the audit log, newest first.
 func TestRolloutCommands(t *testing.T) {
 	s := startServer(t, filepath.Join(t.TempDir(), "data"), nil)
-	needRollouts(t, s)
 
 	if out := s.mustCLI(t, "rollout", "list"); !strings.HasPrefix(out, "no rollouts") {
 		t.Errorf("list with none: %q", out)
@@ -223,7 +212,6 @@ func TestRolloutCommands(t *testing.T) {
 // lines and showing its cursor.
 func TestRolloutStatusWatch(t *testing.T) {
 	s := startServer(t, filepath.Join(t.TempDir(), "data"), nil)
-	needRollouts(t, s)
 	s.mustCLI(t, "rollout", "create", "r1", "--version", "1.2.0")
 	c, err := apiFlags{api: &s.api, data: &s.data}.client(env{getenv: func(string) string { return "" }})
 	if err != nil {
