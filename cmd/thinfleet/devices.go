@@ -95,19 +95,7 @@ func runDevices(ctx context.Context, o *devicesOptions, e env) error {
 	}
 	switch {
 	case verb == "list" && len(args) == 0:
-		var ens []struct {
-			ID, State, Hostname, PublicKey string
-			Requested                      time.Time
-		}
-		if err := c.get(ctx, "/enrollments", &ens); err != nil {
-			return err
-		}
-		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "ID\tSTATE\tHOSTNAME\tREQUESTED")
-		for _, e := range ens {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.ID, e.State, e.Hostname, e.Requested.Local().Format(time.DateTime))
-		}
-		return w.Flush()
+		return listDevices(ctx, c, stdout)
 	case (verb == "approve" || verb == "revoke") && len(args) == 1:
 		var en struct{ ID, State string }
 		if err := c.do(ctx, "POST", "/devices/"+url.PathEscape(args[0])+"/"+verb, nil, &en); err != nil {
@@ -215,4 +203,70 @@ func labelsString(labels map[string]string) string {
 		parts = append(parts, k+"="+labels[k])
 	}
 	return strings.Join(parts, ",")
+}
+
+// listDevices prints every enrolled device with its enrollment state and,
+// once it has reported, whether it is alive, its version, its labels and
+// tags (tags marked with a *) and its pin.
+func listDevices(ctx context.Context, c *apiClient, stdout io.Writer) error {
+	var ens []struct {
+		ID, State, Hostname string
+		Requested           time.Time
+	}
+	if err := c.get(ctx, "/enrollments", &ens); err != nil {
+		return err
+	}
+	type device struct {
+		ID, Hostname, Version string
+		Alive                 bool
+		Labels, Tags          map[string]string
+		Pin                   *struct{ Version string }
+	}
+	devices := map[string]device{}
+	for cursor, first := "", true; first || cursor != ""; first = false {
+		var page struct {
+			Devices    []device
+			NextCursor string `json:"next_cursor"`
+		}
+		path := "/devices?limit=1000"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		if err := c.get(ctx, path, &page); err != nil {
+			return err
+		}
+		for _, d := range page.Devices {
+			devices[d.ID] = d
+		}
+		cursor = page.NextCursor
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tSTATE\tALIVE\tVERSION\tLABELS\tPIN\tHOSTNAME\tREQUESTED")
+	for _, e := range ens {
+		alive, version, labels, pin := "-", "-", "", ""
+		if d, ok := devices[e.ID]; ok {
+			alive, version = "notAlive", d.Version
+			if d.Alive {
+				alive = "alive"
+			}
+			if version == "" {
+				version = "none"
+			}
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(d.Labels)) {
+				if _, tagged := d.Tags[k]; !tagged {
+					parts = append(parts, k+"="+d.Labels[k])
+				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(d.Tags)) {
+				parts = append(parts, k+"="+d.Tags[k]+"*")
+			}
+			labels = strings.Join(parts, ",")
+			if d.Pin != nil {
+				pin = d.Pin.Version
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.State, alive, version, labels, pin, e.Hostname, e.Requested.Local().Format(time.DateTime))
+	}
+	return w.Flush()
 }

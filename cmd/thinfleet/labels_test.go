@@ -131,7 +131,15 @@ func TestLabelsPinsGroupsCLI(t *testing.T) {
 		t.Errorf("kiosk-3 pin: %+v", p)
 	}
 
-	out, err := cli(t, s.api, data, "groups")
+	// The device list shows each device's labels with its tags (marked
+	// *) and its pin. The version column is whatever the device runs
+	// now: kiosk-3's pin holds it on 1.0.0.
+	out, err := cli(t, s.api, data, "devices")
+	if err != nil || !regexp.MustCompile(`(?m)^kiosk-1 +approved +alive +\S+ +ring=canary,site=berlin,owner=ops\* +`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^kiosk-3 +approved +alive +\S+ +site=paris +1\.0\.0 `).MatchString(out) {
+		t.Errorf("devices list: %v\n%s", err, out)
+	}
+	out, err = cli(t, s.api, data, "groups")
 	if err != nil || !regexp.MustCompile(`(?m)^berlin +site=berlin +2 +stable +1\.0\.0 \(freeze\) +mon,tue 02:00-04:00 Europe/Berlin$`).MatchString(out) {
 		t.Errorf("groups list: %v\n%s", err, out)
 	}
