@@ -92,7 +92,7 @@ var commands = map[string]command{
 		flags: signFlags,
 	},
 	"devices": {
-		help:  "Lists the devices' enrollments; approves, revokes or deletes devices; sets and removes operators' tags on them, by id or by --selector. Revoking closes the device's connection at once and refuses it from then on. The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.",
+		help:  "Lists the devices (enrollment, alive, version, labels and tags, pin); approves, revokes or deletes devices; sets and removes operators' tags on them, by id or by --selector. Revoking closes the device's connection at once and refuses it from then on. The admin token comes from THINFLEET_ADMIN_TOKEN or the data folder.",
 		args:  "[list | approve ID... | revoke ID... | delete ID... | tag ID... k=v... [--remove KEY]]",
 		flags: devicesFlags,
 	},
