@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
+	"github.com/thinfleet/thinfleet/services/decision"
 	"github.com/thinfleet/thinfleet/services/enroll"
 )
 
@@ -220,6 +222,31 @@ func enrollLimitsOn(fs *flag.FlagSet) *enrollLimits {
 	fs.Float64Var(&l.rate, "enroll-rate", enroll.DefaultRate, "most new devices enrolled per second (raise it to enroll a simulated fleet at once)")
 	fs.IntVar(&l.burst, "enroll-burst", enroll.DefaultBurst, "most new devices enrolled at once before --enroll-rate applies")
 	return &l
+}
+
+// retryFlags are the automatic retry of failed installs (decision).
+type retryFlags struct{ policy decision.RetryPolicy }
+
+func retryFlagsOn(fs *flag.FlagSet) *retryFlags {
+	f := retryFlags{decision.DefaultRetry}
+	fs.DurationVar(&f.policy.First, "retry-first", f.policy.First, "pause before the first automatic retry of a failed install; each later pause is twice the one before")
+	fs.DurationVar(&f.policy.Last, "retry-max", f.policy.Last, "longest pause between automatic retries of a failed install")
+	fs.IntVar(&f.policy.Tries, "retry-tries", f.policy.Tries, "failed installs of one release that hold a device back until an operator offers it again")
+	return &f
+}
+
+// check refuses a policy that cannot be meant.
+func (f *retryFlags) check() error {
+	p := f.policy
+	switch {
+	case p.First <= 0:
+		return fmt.Errorf("--retry-first %s: want a pause above zero", p.First)
+	case p.Last < p.First:
+		return fmt.Errorf("--retry-max %s: want at least --retry-first (%s)", p.Last, p.First)
+	case p.Tries < 1:
+		return fmt.Errorf("--retry-tries %d: want 1 or more", p.Tries)
+	}
+	return nil
 }
 
 // opsFlag is the address of a process's /metrics, /healthz and /readyz.

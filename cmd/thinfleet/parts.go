@@ -98,8 +98,9 @@ type partConfig struct {
 	updates      string        // the drop folder (catalog, web)
 	rescan       time.Duration // of the drop folder (catalog)
 	publisherKey ed25519.PublicKey
-	publicURL    string // the base of download links (decision, web)
-	downloadKey  string // signs download links (decision, web)
+	publicURL    string               // the base of download links (decision, web)
+	downloadKey  string               // signs download links (decision, web)
+	retry        decision.RetryPolicy // of failed installs (decision)
 	metrics      *metrics.Metrics
 }
 
@@ -126,7 +127,7 @@ var parts = map[string]part{
 		if c.publicURL == "" {
 			return nil, errors.New("decision: --public-url is required: the base URL agents download updates from")
 		}
-		s, err := decision.New(decision.Options{Log: log, Metrics: c.metrics, Store: store, Conn: nc, PublicURL: c.publicURL, LinkKey: []byte(c.downloadKey)})
+		s, err := decision.New(decision.Options{Log: log, Metrics: c.metrics, Store: store, Conn: nc, PublicURL: c.publicURL, LinkKey: []byte(c.downloadKey), Retry: c.retry})
 		if err != nil {
 			return nil, err
 		}
@@ -260,15 +261,19 @@ type decisionOptions struct {
 	serviceOptions
 	publicURL   *string
 	downloadKey *string
+	retry       *retryFlags
 }
 
 func decisionFlags(fs *flag.FlagSet) func(context.Context, env) error {
 	o := decisionOptions{
 		serviceOptions: serviceOptions{client: clientFlagsOn(fs), ops: opsFlag(fs)},
-		publicURL:      publicURLFlag(fs), downloadKey: downloadKeyFlag(fs),
+		publicURL:      publicURLFlag(fs), downloadKey: downloadKeyFlag(fs), retry: retryFlagsOn(fs),
 	}
 	return func(ctx context.Context, e env) error {
-		return runAlone(ctx, e, "decision", o.serviceOptions, partConfig{publicURL: *o.publicURL, downloadKey: *o.downloadKey})
+		if err := o.retry.check(); err != nil {
+			return err
+		}
+		return runAlone(ctx, e, "decision", o.serviceOptions, partConfig{publicURL: *o.publicURL, downloadKey: *o.downloadKey, retry: o.retry.policy})
 	}
 }
 

@@ -41,19 +41,23 @@ type serverOptions struct {
 	publisher *publisherKey
 	approve   *bool
 	limits    *enrollLimits
+	retry     *retryFlags
 }
 
 func serverFlags(fs *flag.FlagSet) func(context.Context, env) error {
 	o := serverOptions{
 		data: dataFlag(fs), updates: updatesFlagsOn(fs), http: httpFlagsOn(fs), nats: listenFlagsOn(fs),
 		tls: tlsFlagsOn(fs), publicURL: publicURLFlag(fs), publisher: publisherKeyFlag(fs), approve: approveFlag(fs),
-		limits: enrollLimitsOn(fs),
+		limits: enrollLimitsOn(fs), retry: retryFlagsOn(fs),
 	}
 	return func(ctx context.Context, e env) error { return runServer(ctx, o, e) }
 }
 
 func runServer(ctx context.Context, o serverOptions, e env) error {
 	log := e.log
+	if err := o.retry.check(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.updates.dir, 0o755); err != nil {
 		return fmt.Errorf("make updates folder: %w", err)
 	}
@@ -79,7 +83,7 @@ func runServer(ctx context.Context, o serverOptions, e env) error {
 	defer ln.Close()
 	cfg := partConfig{
 		updates: o.updates.dir, rescan: o.updates.rescan, publisherKey: o.publisher.key,
-		publicURL: ln.publicURL, downloadKey: sec.download, metrics: m,
+		publicURL: ln.publicURL, downloadKey: sec.download, retry: o.retry.policy, metrics: m,
 	}
 
 	// Every part is made first and started after the banner, so that the
