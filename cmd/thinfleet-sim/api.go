@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/thinfleet/thinfleet/internal/simfleet"
 )
 
 // api is the server's HTTP API as an operator's script uses it.
@@ -86,14 +88,14 @@ type fleetView struct {
 	versions     map[string]int
 }
 
-func (p *api) view(ctx context.Context, ids map[string]*simAgent) (fleetView, error) {
+func (p *api) view(ctx context.Context, f *simfleet.Fleet) (fleetView, error) {
 	ds, err := p.devices(ctx)
 	if err != nil {
 		return fleetView{}, err
 	}
 	v := fleetView{versions: map[string]int{}}
 	for _, d := range ds {
-		if ids[d.ID] == nil {
+		if f.Agent(d.ID) == nil {
 			continue
 		}
 		v.known++
@@ -106,14 +108,14 @@ func (p *api) view(ctx context.Context, ids map[string]*simAgent) (fleetView, er
 }
 
 // aliveOf counts the devices of group the API shows alive.
-func (p *api) aliveOf(ctx context.Context, group []*simAgent) (int, error) {
+func (p *api) aliveOf(ctx context.Context, group []*simfleet.Agent) (int, error) {
 	ds, err := p.devices(ctx)
 	if err != nil {
 		return 0, err
 	}
 	in := make(map[string]bool, len(group))
 	for _, a := range group {
-		in[a.id] = true
+		in[a.ID()] = true
 	}
 	n := 0
 	for _, d := range ds {

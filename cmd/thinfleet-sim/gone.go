@@ -4,18 +4,21 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/thinfleet/thinfleet/internal/simfleet"
 )
 
 // group is the agents the silent and disconnect scenarios use: the first
 // --group of them.
-func (s *simulation) group() []*simAgent {
-	return s.f.agents[:min(s.o.group, len(s.f.agents))]
+func (s *simulation) group() []*simfleet.Agent {
+	all := s.f.Agents()
+	return all[:min(s.o.group, len(all))]
 }
 
 // allAlive waits until the API shows every agent of g alive: a group
 // measured going notAlive must start alive, or the figure would time the
 // server catching up rather than noticing.
-func (s *simulation) allAlive(ctx context.Context, g []*simAgent, what string) error {
+func (s *simulation) allAlive(ctx context.Context, g []*simfleet.Agent, what string) error {
 	return s.waitFor(ctx, what, 250*time.Millisecond, func() (bool, string) {
 		n, err := s.api.aliveOf(ctx, g)
 		if err != nil {
@@ -26,7 +29,7 @@ func (s *simulation) allAlive(ctx context.Context, g []*simAgent, what string) e
 }
 
 // untilNotAlive polls the API until it shows every agent of g notAlive.
-func (s *simulation) untilNotAlive(ctx context.Context, g []*simAgent, since time.Time, figs *goneFigs) error {
+func (s *simulation) untilNotAlive(ctx context.Context, g []*simfleet.Agent, since time.Time, figs *goneFigs) error {
 	err := s.waitFor(ctx, fmt.Sprintf("the API showing %d agents notAlive", len(g)), 50*time.Millisecond, func() (bool, string) {
 		n, err := s.api.aliveOf(ctx, g)
 		if err != nil {
@@ -52,13 +55,12 @@ func (s *simulation) silent(ctx context.Context) error {
 	}
 	start := time.Now()
 	for _, a := range g {
-		a.silent.Store(true)
+		a.Silence(true)
 	}
 	err := s.untilNotAlive(ctx, g, start, figs)
 	s.progress("silent agents notAlive", "group", len(g), "seconds", figs.AllNotAlive, "still_alive", figs.StillAlive)
 	for _, a := range g {
-		a.silent.Store(false)
-		a.heartbeat()
+		a.Silence(false)
 	}
 	if werr := s.allAlive(ctx, g, "the silent agents alive again"); werr != nil && err == nil {
 		err = werr
@@ -76,7 +78,9 @@ func (s *simulation) disconnect(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	parallel(ctx, g, 256, func(a *simAgent) { a.close() })
+	for _, a := range g {
+		a.Close()
+	}
 	s.progress("connections closed", "group", len(g), "seconds", round3(time.Since(start).Seconds()))
 	err := s.untilNotAlive(ctx, g, start, figs)
 	s.progress("disconnected agents notAlive", "group", len(g), "seconds", figs.AllNotAlive, "still_alive", figs.StillAlive)

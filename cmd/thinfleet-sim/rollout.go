@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/thinfleet/thinfleet/internal/simfleet"
 )
 
 // writeZip makes an update zip of about size bytes (a manifest and
@@ -85,17 +87,17 @@ func (s *simulation) publish(ctx context.Context, version string, size int64) (r
 func (s *simulation) waitOffers(ctx context.Context, r release, o *offerFigs) error {
 	err := s.waitFor(ctx, "every agent offered "+r.Version, 100*time.Millisecond, func() (bool, string) {
 		n := 0
-		for _, a := range s.f.agents {
-			if _, ok := a.offeredAt(r.Version); ok {
+		for _, a := range s.f.Agents() {
+			if _, ok := a.OfferedAt(r.Version); ok {
 				n++
 			}
 		}
 		o.Offered = n
-		return n == len(s.f.agents), fmt.Sprintf("%d of %d offered", n, len(s.f.agents))
+		return n == len(s.f.Agents()), fmt.Sprintf("%d of %d offered", n, len(s.f.Agents()))
 	})
 	var lat []time.Duration
-	for _, a := range s.f.agents {
-		if t, ok := a.offeredAt(r.Version); ok {
+	for _, a := range s.f.Agents() {
+		if t, ok := a.OfferedAt(r.Version); ok {
 			lat = append(lat, t.Sub(r.Added))
 		}
 	}
@@ -125,8 +127,8 @@ func (s *simulation) fanout(ctx context.Context) error {
 func (s *simulation) rollout(ctx context.Context) error {
 	ro := &rolloutFigs{offerFigs: offerFigs{Version: fmt.Sprintf("1.%d.1", s.stamp)}}
 	s.res.Rollout = ro
-	s.f.rollout.Store(true)
-	defer s.f.rollout.Store(false)
+	s.f.Install(true)
+	defer s.f.Install(false)
 	r, accept, err := s.publish(ctx, ro.Version, s.o.zipSize)
 	ro.Accept, ro.SizeBytes = accept, r.Size
 	if err != nil {
@@ -138,46 +140,46 @@ func (s *simulation) rollout(ctx context.Context) error {
 	}
 	err = s.waitFor(ctx, "every agent downloading "+r.Version, 100*time.Millisecond, func() (bool, string) {
 		done := 0
-		for _, a := range s.f.agents {
-			if _, ok := a.downloadOf(r.Version); ok {
+		for _, a := range s.f.Agents() {
+			if _, ok := a.DownloadOf(r.Version); ok {
 				done++
 			}
 		}
-		return done == len(s.f.agents), fmt.Sprintf("%d of %d downloads done", done, len(s.f.agents))
+		return done == len(s.f.Agents()), fmt.Sprintf("%d of %d downloads done", done, len(s.f.Agents()))
 	})
 	if err != nil {
 		errs = append(errs, err)
 	}
 	var first, last time.Time
-	for _, a := range s.f.agents {
-		d, ok := a.downloadOf(r.Version)
+	for _, a := range s.f.Agents() {
+		d, ok := a.DownloadOf(r.Version)
 		if !ok {
 			continue
 		}
-		if d.err != "" {
+		if d.Err != "" {
 			ro.Failed++
 			if ro.FirstErr == "" {
-				ro.FirstErr = a.id + ": " + d.err
+				ro.FirstErr = a.ID() + ": " + d.Err
 			}
 			continue
 		}
 		ro.Verified++
-		if first.IsZero() || d.start.Before(first) {
-			first = d.start
+		if first.IsZero() || d.Start.Before(first) {
+			first = d.Start
 		}
-		if d.end.After(last) {
-			last = d.end
+		if d.End.After(last) {
+			last = d.End
 		}
 	}
 	ro.Downloads = round3(last.Sub(first).Seconds())
 	s.progress("downloads", "verified", ro.Verified, "failed", ro.Failed, "seconds", ro.Downloads)
 	err = s.waitFor(ctx, "the API showing every agent on "+r.Version, 250*time.Millisecond, func() (bool, string) {
-		v, err := s.api.view(ctx, s.f.byID)
+		v, err := s.api.view(ctx, s.f)
 		if err != nil {
 			return false, err.Error()
 		}
 		ro.Installed = v.versions[r.Version]
-		return ro.Installed == len(s.f.agents), fmt.Sprintf("%d of %d on %s", ro.Installed, len(s.f.agents), r.Version)
+		return ro.Installed == len(s.f.Agents()), fmt.Sprintf("%d of %d on %s", ro.Installed, len(s.f.Agents()), r.Version)
 	})
 	ro.AllInstalled = round3(time.Since(r.Added).Seconds())
 	s.progress("installed in the API", "installed", ro.Installed, "seconds_from_accept", ro.AllInstalled)
@@ -197,8 +199,8 @@ func (s *simulation) rollout(ctx context.Context) error {
 // server, then as many clients fetch the same zip from nginx.
 func (s *simulation) compare(ctx context.Context, r release, ro *rolloutFigs) error {
 	var urls []string
-	for _, a := range s.f.agents {
-		if u := a.offerURL(r.Version); u != "" {
+	for _, a := range s.f.Agents() {
+		if u := a.OfferURL(r.Version); u != "" {
 			urls = append(urls, u)
 		}
 	}
@@ -242,18 +244,12 @@ func (s *simulation) compare(ctx context.Context, r release, ro *rolloutFigs) er
 	return nil
 }
 
-func (a *simAgent) offerURL(version string) string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.urls[version]
-}
-
 // burst fetches every url at once, each on a fresh client connection,
 // and checks each body's size and sha256 (sum "" checks the size only).
 // cpu, if set, reads the serving process's CPU time.
 func burst(ctx context.Context, urls []string, size int64, sum string, cpu func() time.Duration, timeout time.Duration) *burstFigs {
 	b := &burstFigs{Clients: len(urls)}
-	c := newFleetHTTP(timeout)
+	c := simfleet.NewHTTPClient(timeout)
 	defer c.CloseIdleConnections()
 	var (
 		wg      sync.WaitGroup
@@ -265,7 +261,7 @@ func burst(ctx context.Context, urls []string, size int64, sum string, cpu func(
 		go func() {
 			defer wg.Done()
 			<-startGo
-			err := fetchVerified(ctx, c, u, size, sum)
+			_, err := simfleet.Fetch(ctx, c, u, size, sum)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/thinfleet/thinfleet/fdlimit"
+	"github.com/thinfleet/thinfleet/internal/simfleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -78,6 +79,11 @@ type options struct {
 	// N, 2N, ...) adds ring=canary, the rest ring=main.
 	labels      string
 	canaryEvery int
+	// platforms, installTime and failures are the rest of the agents'
+	// simfleet.Behaviour.
+	platforms   string
+	installTime time.Duration
+	failures    []simfleet.Failure
 }
 
 func (o *options) register(fs *flag.FlagSet, getenv func(string) string) {
@@ -102,22 +108,25 @@ func (o *options) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&o.serverArgs, "server-args", "", "more flags for the server the simulator starts, space separated")
 	fs.StringVar(&o.labels, "labels", "", "labels every agent reports, `k=v,k2=v2` (as thinfleet-agent --label)")
 	fs.IntVar(&o.canaryEvery, "canary-every", 0, "every `N`th agent also reports ring=canary, the others ring=main (0: no ring label)")
+	fs.StringVar(&o.platforms, "platforms", "", "the `os/arch` the agents report, comma separated, agent i the (i mod n)-th (default linux/amd64)")
+	fs.DurationVar(&o.installTime, "install-time", 0, "how long each install takes after its download is checked")
+	fs.Func("fail", "installs of `VERSION:PERCENT[:once]` fail on that share of the agents, spread evenly by index; once: only the first try (repeatable; VERSION * is every version)", func(s string) error {
+		f, err := simfleet.ParseFailure(s)
+		if err == nil {
+			o.failures = append(o.failures, f)
+		}
+		return err
+	})
 }
 
-// agentLabels are the labels simulated agent i reports.
-func (o *options) agentLabels(i int) map[string]string {
+// behaviour is what the options make the agents report and do; run has
+// checked the labels and platforms.
+func (o *options) behaviour() simfleet.Behaviour {
 	labels := map[string]string{}
-	_ = wire.ParseLabels(o.labels, labels) // checked in run
-	if o.canaryEvery > 0 {
-		labels["ring"] = "main"
-		if i%o.canaryEvery == 0 {
-			labels["ring"] = "canary"
-		}
-	}
-	if len(labels) == 0 {
-		return nil
-	}
-	return labels
+	_ = wire.ParseLabels(o.labels, labels)
+	platforms, _ := simfleet.ParsePlatforms(o.platforms)
+	return simfleet.Behaviour{Labels: labels, CanaryEvery: o.canaryEvery, Platforms: platforms,
+		InstallTime: o.installTime, Failures: o.failures}
 }
 
 var allScenarios = []string{"hold", "api", "fanout", "rollout", "silent", "disconnect"}
@@ -156,6 +165,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if err := wire.ParseLabels(o.labels, map[string]string{}); err != nil {
 		return fmt.Errorf("--labels: %w", err)
+	}
+	if _, err := simfleet.ParsePlatforms(o.platforms); err != nil {
+		return fmt.Errorf("--platforms: %w", err)
 	}
 	if o.canaryEvery < 0 {
 		return fmt.Errorf("--canary-every %d: want 0 or more", o.canaryEvery)
@@ -204,7 +216,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	sim := &simulation{o: &o, res: res, srv: srv, api: newAPI(apiURL, admin), updates: updates, progress: progress}
-	sim.f = newFleet(&o, natsURL, enroll, filepath.Join(state, "agents", o.prefix), log)
+	sim.f = simfleet.New(simfleet.Options{
+		Agents: o.agents, Prefix: o.prefix, NATSURL: natsURL, EnrollToken: enroll,
+		Dir: filepath.Join(state, "agents", o.prefix), Heartbeat: o.heartbeat, Timeout: o.timeout,
+		Log: log, Behaviour: o.behaviour(),
+	})
 	err = sim.run(ctx, scen)
 	res.LoadEnd = loadAvg()
 	res.Seconds = round3(time.Since(res.Started).Seconds())

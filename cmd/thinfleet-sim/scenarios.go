@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/thinfleet/thinfleet/internal/simfleet"
 )
 
 // results are the figures of one run, printed as JSON. Durations are
@@ -129,7 +131,7 @@ type simulation struct {
 	res      *results
 	srv      *server
 	api      *api
-	f        *fleet
+	f        *simfleet.Fleet
 	updates  string
 	progress func(string, ...any)
 	stamp    int64
@@ -138,16 +140,15 @@ type simulation struct {
 func (s *simulation) run(ctx context.Context, scen map[string]bool) error {
 	s.stamp = time.Now().Unix()
 	start := time.Now()
-	fresh, have, err := s.f.enroll(ctx, s.progress)
+	fresh, have, err := s.f.Enroll(ctx, s.progress)
 	s.res.Enroll.Fresh, s.res.Enroll.Have, s.res.Enroll.Seconds = fresh, have, round3(time.Since(start).Seconds())
 	s.progress("enrolled", "now", fresh, "in_all", have, "seconds", s.res.Enroll.Seconds)
 	if err != nil {
 		return err
 	}
 	fctx, stop := context.WithCancel(ctx)
-	defer func() { stop(); s.f.closeAll() }()
-	go s.f.heartbeats(fctx)
-	go s.f.takeOffers(fctx)
+	defer func() { stop(); s.f.Close() }()
+	go s.f.Run(fctx)
 
 	if err := s.connect(fctx); err != nil {
 		// The scenarios still run: what the server costs and does with a
@@ -173,7 +174,7 @@ func (s *simulation) run(ctx context.Context, scen map[string]bool) error {
 			s.res.Problems = append(s.res.Problems, st.name+": "+err.Error())
 		}
 	}
-	s.res.BadOffers = s.f.badOffer.Load()
+	s.res.BadOffers = s.f.BadOffers()
 	return nil
 }
 
@@ -206,20 +207,20 @@ func (s *simulation) waitFor(ctx context.Context, what string, poll time.Duratio
 // them all alive.
 func (s *simulation) connect(ctx context.Context) error {
 	start := time.Now()
-	s.f.connect(ctx, s.f.agents)
-	s.progress("connections open", "connected", s.f.connected(), "seconds", round3(time.Since(start).Seconds()))
+	s.f.Connect(ctx)
+	s.progress("connections open", "connected", s.f.Connected(), "seconds", round3(time.Since(start).Seconds()))
 	err := s.waitFor(ctx, "every agent alive in the API", 250*time.Millisecond, func() (bool, string) {
-		v, err := s.api.view(ctx, s.f.byID)
+		v, err := s.api.view(ctx, s.f)
 		if err != nil {
 			return false, err.Error()
 		}
 		s.res.Connect.Alive = v.alive
-		return v.alive == len(s.f.agents), fmt.Sprintf("%d of %d alive", v.alive, len(s.f.agents))
+		return v.alive == len(s.f.Agents()), fmt.Sprintf("%d of %d alive", v.alive, len(s.f.Agents()))
 	})
 	s.res.Connect.AllAlive = round3(time.Since(start).Seconds())
 	// Counted once the wait is over: a first attempt that failed under
 	// load is retried in the background.
-	s.res.Connect.Connected = s.f.connected()
+	s.res.Connect.Connected = s.f.Connected()
 	s.progress("alive in the API", "alive", s.res.Connect.Alive, "seconds", s.res.Connect.AllAlive)
 	return err
 }
@@ -227,7 +228,7 @@ func (s *simulation) connect(ctx context.Context) error {
 // hold keeps every agent connected and heartbeating for the hold time,
 // samples the API's alive count and measures the server.
 func (s *simulation) hold(ctx context.Context) error {
-	h := &holdFigs{AliveMin: len(s.f.agents)}
+	h := &holdFigs{AliveMin: len(s.f.Agents())}
 	s.res.Hold = h
 	var before procStat
 	if s.srv != nil {
@@ -237,7 +238,7 @@ func (s *simulation) hold(ctx context.Context) error {
 	start := time.Now()
 	var firstErr error
 	for time.Since(start) < s.o.hold && ctx.Err() == nil {
-		n, err := s.api.aliveOf(ctx, s.f.agents)
+		n, err := s.api.aliveOf(ctx, s.f.Agents())
 		if err != nil {
 			firstErr = err
 		} else {
@@ -264,8 +265,8 @@ func (s *simulation) hold(ctx context.Context) error {
 	}
 	s.progress("held", "alive_min", h.AliveMin, "alive_end", h.AliveEnd, "server_cpu", h.CPU, "server_rss_mib", h.RSSMiB,
 		"sim_cpu", h.SimCPU, "sim_rss_mib", h.SimRSSMiB)
-	if h.AliveMin < len(s.f.agents) {
-		return fmt.Errorf("the API showed only %d of %d heartbeating agents alive at one sample", h.AliveMin, len(s.f.agents))
+	if h.AliveMin < len(s.f.Agents()) {
+		return fmt.Errorf("the API showed only %d of %d heartbeating agents alive at one sample", h.AliveMin, len(s.f.Agents()))
 	}
 	return firstErr
 }
