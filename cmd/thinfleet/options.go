@@ -27,6 +27,8 @@ type env struct {
 	stdout io.Writer
 	// args are the words after the flags, for a command that takes some.
 	args []string
+	// tune is what a test sets on the services (tuning.go).
+	tune tuning
 }
 
 // command is one of thinfleet's commands.

@@ -102,6 +102,7 @@ type partConfig struct {
 	downloadKey  string               // signs download links (decision, web)
 	retry        decision.RetryPolicy // of failed installs (decision)
 	metrics      *metrics.Metrics
+	tune         tuning
 }
 
 // part builds one service and returns its Run.

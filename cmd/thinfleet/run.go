@@ -60,6 +60,10 @@ or read from the file named by THINFLEET_<NAME>_FILE.
 
 // run is the whole program; main only adds the process around it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, stderr, tuning{})
+}
+
+func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, tune tuning) error {
 	getenv = settings.Getenv(getenv)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -102,5 +106,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return runCmd(ctx, env{log: log, getenv: getenv, stdout: stdout, args: words})
+	return runCmd(ctx, env{log: log, getenv: getenv, stdout: stdout, args: words, tune: tune})
 }

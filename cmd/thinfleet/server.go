@@ -83,7 +83,7 @@ func runServer(ctx context.Context, o serverOptions, e env) error {
 	defer ln.Close()
 	cfg := partConfig{
 		updates: o.updates.dir, rescan: o.updates.rescan, publisherKey: o.publisher.key,
-		publicURL: ln.publicURL, downloadKey: sec.download, retry: o.retry.policy, metrics: m,
+		publicURL: ln.publicURL, downloadKey: sec.download, retry: o.retry.policy, metrics: m, tune: e.tune,
 	}
 
 	// Every part is made first and started after the banner, so that the
