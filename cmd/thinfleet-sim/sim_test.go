@@ -179,9 +179,10 @@ func tail(s string, n int) string {
 // labels stop the simulator before it starts anything.
 func TestSimLabels(t *testing.T) {
 	o := options{labels: "site=berlin", canaryEvery: 10}
+	b := o.behaviour()
 	canaries := 0
 	for i := range 100 {
-		l := o.agentLabels(i)
+		l := b.LabelsOf(i)
 		if l["site"] != "berlin" || (l["ring"] != "canary" && l["ring"] != "main") {
 			t.Fatalf("agent %d labels %v", i, l)
 		}
@@ -192,10 +193,11 @@ func TestSimLabels(t *testing.T) {
 	if canaries != 10 {
 		t.Errorf("%d canaries of 100 with --canary-every 10, want 10", canaries)
 	}
-	if l := (&options{}).agentLabels(3); l != nil {
+	if l := (&options{}).behaviour().LabelsOf(3); l != nil {
 		t.Errorf("labels with no flag: %v, want none", l)
 	}
-	for _, args := range [][]string{{"--labels", "site=ber lin"}, {"--canary-every", "-1"}} {
+	for _, args := range [][]string{{"--labels", "site=ber lin"}, {"--canary-every", "-1"},
+		{"--platforms", "linux"}, {"--fail", "2.0:130"}, {"--fail", "2.0:30:twice"}} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), append(args, "--state", t.TempDir()), func(string) string { return "" }, &stdout, &stderr)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "-")) {

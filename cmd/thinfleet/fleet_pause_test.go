@@ -24,7 +24,7 @@ func TestFleetRolloutPausesOnFailures(t *testing.T) {
 	r.createRollout(fleet.RolloutSpec{ID: "bad-release", Version: "2.0"})
 	r.publish("2.0", nil)
 
-	ro := r.waitRollout("bad-release", "the rollout choosing its members", func(ro rolloutView) error {
+	ro := r.waitRollout("bad-release", "the rollout choosing its members", func(ro rigRollout) error {
 		if len(ro.Members) != n {
 			return fmt.Errorf("%d members, want %d", len(ro.Members), n)
 		}

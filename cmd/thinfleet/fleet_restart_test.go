@@ -25,7 +25,7 @@ func TestFleetRestartMidRollout(t *testing.T) {
 		{Name: "all", Percent: 100, SuccessPercent: 100},
 	}})
 	r.publish("2.0", nil)
-	before := r.waitRollout("across-a-restart", "the canary soaking", func(ro rolloutView) error {
+	before := r.waitRollout("across-a-restart", "the canary soaking", func(ro rigRollout) error {
 		if len(ro.Members) != n || ro.Wave != 0 || ro.Waves[0].Done.IsZero() {
 			return fmt.Errorf("want %d members and the canary done, soaking", n)
 		}

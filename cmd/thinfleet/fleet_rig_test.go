@@ -425,8 +425,8 @@ func (r *rig) waitCatalog(what string, cond func(catalogView) error) catalogView
 	return c
 }
 
-// rolloutView is a rollout as the API shows it, with its members.
-type rolloutView struct {
+// rigRollout is a rollout as the API shows it, with its members.
+type rigRollout struct {
 	fleet.Rollout
 	Counts fleet.WaveCounts `json:"counts"`
 }
@@ -444,17 +444,17 @@ func (r *rig) rolloutAction(id, action string, body any) {
 }
 
 // rollout reads rollout id with its members.
-func (r *rig) rollout(id string) rolloutView {
+func (r *rig) rollout(id string) rigRollout {
 	r.t.Helper()
-	var ro rolloutView
+	var ro rigRollout
 	r.get("/api/v1/rollouts/"+id+"?members=1", &ro)
 	return ro
 }
 
 // waitRollout waits until cond holds of rollout id, and returns it.
-func (r *rig) waitRollout(id, what string, cond func(rolloutView) error) rolloutView {
+func (r *rig) waitRollout(id, what string, cond func(rigRollout) error) rigRollout {
 	r.t.Helper()
-	var ro rolloutView
+	var ro rigRollout
 	poll.Eventually(r.t, fleetWait, what, func() error {
 		if err := r.tryGet("/api/v1/rollouts/"+id+"?members=1", &ro); err != nil {
 			return err
@@ -467,7 +467,7 @@ func (r *rig) waitRollout(id, what string, cond func(rolloutView) error) rollout
 	return ro
 }
 
-func waveCounts(ro rolloutView) []fleet.WaveCounts {
+func waveCounts(ro rigRollout) []fleet.WaveCounts {
 	var cs []fleet.WaveCounts
 	for _, w := range ro.Waves {
 		cs = append(cs, w.Counts)
@@ -476,8 +476,8 @@ func waveCounts(ro rolloutView) []fleet.WaveCounts {
 }
 
 // inState is a condition: the rollout is in state st.
-func inState(st fleet.RolloutState) func(rolloutView) error {
-	return func(ro rolloutView) error {
+func inState(st fleet.RolloutState) func(rigRollout) error {
+	return func(ro rigRollout) error {
 		if ro.State != st {
 			return fmt.Errorf("state %s, want %s", ro.State, st)
 		}
@@ -514,7 +514,7 @@ func ids(agents []*simfleet.Agent) []string {
 }
 
 // membersOf are the ids of rollout ro's members in waves up to wave.
-func membersOf(ro rolloutView, upTo int) []string {
+func membersOf(ro rigRollout, upTo int) []string {
 	var out []string
 	for id, m := range ro.Members {
 		if m.Wave <= upTo {

@@ -26,7 +26,7 @@ func TestFleetRolloutWaves(t *testing.T) {
 	// The release arrives after the rollout: the catalog's newest release
 	// never reaches a device the rollout has not opened to.
 	r.publish("2.0", nil)
-	ro := r.waitRollout("waves", "the rollout choosing its members", func(ro rolloutView) error {
+	ro := r.waitRollout("waves", "the rollout choosing its members", func(ro rigRollout) error {
 		if len(ro.Members) != n {
 			return fmt.Errorf("%d members, want %d", len(ro.Members), n)
 		}
@@ -43,7 +43,7 @@ func TestFleetRolloutWaves(t *testing.T) {
 	for wave, name := range []string{"canary", "half"} {
 		open := membersOf(ro, wave)
 		r.waitDevices(fmt.Sprintf("the %s wave on 2.0, nobody else", name), r.onVersion("2.0", open))
-		ro = r.waitRollout("waves", "the "+name+" wave soaking", func(ro rolloutView) error {
+		ro = r.waitRollout("waves", "the "+name+" wave soaking", func(ro rigRollout) error {
 			if ro.Wave != wave || ro.Waves[wave].Done.IsZero() || ro.State != fleet.RolloutRunning {
 				return fmt.Errorf("want wave %d done and soaking", wave)
 			}

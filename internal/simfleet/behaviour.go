@@ -118,8 +118,8 @@ func ParsePlatforms(s string) ([]string, error) {
 	return out, nil
 }
 
-// platform is the os and arch agent i reports.
-func (b Behaviour) platform(i int) (os, arch string) {
+// PlatformOf is the os and arch agent i reports.
+func (b Behaviour) PlatformOf(i int) (os, arch string) {
 	if len(b.Platforms) == 0 {
 		return "linux", "amd64"
 	}
@@ -127,8 +127,8 @@ func (b Behaviour) platform(i int) (os, arch string) {
 	return os, arch
 }
 
-// labels are the labels agent i reports.
-func (b Behaviour) labels(i int) map[string]string {
+// LabelsOf are the labels agent i reports.
+func (b Behaviour) LabelsOf(i int) map[string]string {
 	labels := map[string]string{}
 	for k, v := range b.Labels {
 		labels[k] = v

@@ -385,7 +385,7 @@ func (a *Agent) report(sess *agent.Session) {
 // Behaviour's for its index.
 func (a *Agent) Hardware() wire.Hardware {
 	i := a.index
-	os, arch := a.f.opts.Behaviour.platform(i)
+	os, arch := a.f.opts.Behaviour.PlatformOf(i)
 	return wire.Hardware{
 		Hostname: a.id, OS: os, Platform: "debian", PlatformVersion: "12", KernelVersion: "6.1.0-sim",
 		Arch: arch, CPUModel: "Simulated CPU @ 2.0GHz", CPUCores: 2 + i%4, CPUThreads: 4 + i%8,
@@ -394,7 +394,7 @@ func (a *Agent) Hardware() wire.Hardware {
 }
 
 // Labels are the labels the agent reports (Behaviour's for its index).
-func (a *Agent) Labels() map[string]string { return a.f.opts.Behaviour.labels(a.index) }
+func (a *Agent) Labels() map[string]string { return a.f.opts.Behaviour.LabelsOf(a.index) }
 
 // heartbeat sends the agent's next heartbeat unless it is silent or
 // closed.
