@@ -10,9 +10,10 @@ import (
 )
 
 // TestFleetRolloutPausesOnFailures rolls out to 100 simulated agents a
-// release whose install fails on 30% of them, with the default waves (a
-// 10% canary that pauses the rollout when more than 20% of it fails):
-// the rollout pauses itself at the canary with the reason, and no device
+// release whose install fails on 30% of them, in three waves: a canary
+// group (ring=canary, every tenth agent) that pauses the rollout when
+// more than 20% of it fails, then 50% and 100% of the devices. The
+// rollout pauses itself at the canary with the reason, and no device
 // outside the canary was offered the release. The operator then drops a
 // fixed release, changes the rollout to it and resumes it: the rollout
 // moves on through every wave to completion, every device runs the fixed
@@ -20,8 +21,13 @@ import (
 func TestFleetRolloutPausesOnFailures(t *testing.T) {
 	const n = 100
 	bad := simfleet.Failure{Version: "2.0", Percent: 30}
-	r := newRig(t, rigOptions{agents: n, behaviour: simfleet.Behaviour{Failures: []simfleet.Failure{bad}}})
-	r.createRollout(fleet.RolloutSpec{ID: "bad-release", Version: "2.0"})
+	r := newRig(t, rigOptions{agents: n, behaviour: simfleet.Behaviour{CanaryEvery: 10, Failures: []simfleet.Failure{bad}}})
+	canaries := fleet.Selector{Match: fleet.Labels{"ring": "canary"}}
+	r.createRollout(fleet.RolloutSpec{ID: "bad-release", Version: "2.0", Waves: []fleet.Wave{
+		{Name: "canary", Selector: &canaries, SuccessPercent: 90, ErrorPercent: 20},
+		{Name: "half", Percent: 50, SuccessPercent: 90, ErrorPercent: 20},
+		{Name: "all", Percent: 100, SuccessPercent: 90, ErrorPercent: 20},
+	}})
 	r.publish("2.0", nil)
 
 	ro := r.waitRollout("bad-release", "the rollout choosing its members", func(ro rigRollout) error {
@@ -33,17 +39,16 @@ func TestFleetRolloutPausesOnFailures(t *testing.T) {
 	canary := membersOf(ro, 0)
 	failing := 0
 	for _, id := range canary {
+		if r.fleet.Agent(id).Labels()["ring"] != "canary" {
+			t.Errorf("%s, in the canary wave, is not labelled ring=canary", id)
+		}
 		if bad.Chooses(r.fleet.Agent(id).Index()) {
 			failing++
 		}
 	}
-	// The canary is chosen by a hash of the rollout's and the devices'
-	// ids, the failing agents by index: both fixed, so this holds on
-	// every run; it says so if a change of either makes the test moot.
-	if failing*100 <= 20*len(canary) {
-		t.Fatalf("setup: only %d of the %d canary devices fail 2.0; the test needs more than 20%%", failing, len(canary))
+	if len(canary) != n/10 || failing*100 <= 20*len(canary) {
+		t.Fatalf("setup: %d of the %d canary devices fail 2.0; want 10 devices, more than 20%% of them failing", failing, len(canary))
 	}
-	t.Logf("%d of the %d canary devices fail 2.0", failing, len(canary))
 
 	ro = r.waitRollout("bad-release", "the rollout pausing itself at the canary", inState(fleet.RolloutPaused))
 	if ro.Wave != 0 || !strings.Contains(ro.Reason, "canary") || !strings.Contains(ro.Reason, "error threshold") {

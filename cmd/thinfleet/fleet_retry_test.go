@@ -29,8 +29,8 @@ func TestFleetTransientFailureRetried(t *testing.T) {
 			t.Errorf("%s installed 1.0 in %d tries, want %d", a.ID(), got, want)
 		}
 	}
-	if retried != n/2 {
-		t.Errorf("setup: %d agents fail their first try, want %d", retried, n/2)
+	if retried == 0 {
+		t.Fatal("setup: no agent fails its first try")
 	}
 	ds, err := r.devices()
 	if err != nil {

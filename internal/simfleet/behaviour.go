@@ -36,9 +36,12 @@ type Behaviour struct {
 type Failure struct {
 	// Version is the version whose installs fail; "" is every version.
 	Version string
-	// Percent of the agents fail, spread evenly over the indexes (agent
-	// i fails when floor((i+1)·Percent/100) > floor(i·Percent/100)):
-	// 30 fails agents 3, 6, 9, 13, 16, 19, ..., 30 of every 100.
+	// Percent of the agents fail, spread over the indexes by a fixed
+	// permutation: agent i fails when 37·i mod 100 < Percent. Of every
+	// 100 agents in a row exactly Percent fail, and so do Percent of
+	// every 10 whose indexes are 10 apart (0, 10, 20, ...: the canaries
+	// of Behaviour.CanaryEvery 10); 30 fails agents 0, 3, 6, 11, 14,
+	// 17, 19, ...
 	Percent int
 	// Once makes only each agent's first try fail: a transient failure
 	// that a retry gets past.
@@ -58,8 +61,7 @@ func (b Behaviour) Fails(version string, index, try int) bool {
 
 // Chooses reports whether agent index is one of the failing share.
 func (f Failure) Chooses(index int) bool {
-	p := min(max(f.Percent, 0), 100)
-	return (index+1)*p/100 > index*p/100
+	return index >= 0 && index%100*37%100 < min(max(f.Percent, 0), 100)
 }
 
 // String gives f in ParseFailure's form.
