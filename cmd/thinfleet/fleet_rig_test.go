@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -127,12 +128,19 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		r.fleet.Close()
 	})
 	t.Cleanup(r.checkAudit) // runs before the fleet and the server stop
-	r.waitDevices("every agent alive", func(ds map[string]apiDevice) error {
+	// A rollout chooses its members from what the server knows: every
+	// device alive, with its labels, before a test starts one.
+	r.waitDevices("every agent alive with its labels", func(ds map[string]apiDevice) error {
 		alive := 0
-		for _, d := range ds {
-			if d.Alive {
-				alive++
+		for _, a := range r.fleet.Agents() {
+			d := ds[a.ID()]
+			if !d.Alive {
+				continue
 			}
+			if want := a.Labels(); len(want) > 0 && !maps.Equal(d.Labels, want) {
+				return fmt.Errorf("%s has labels %v, want %v", a.ID(), d.Labels, want)
+			}
+			alive++
 		}
 		if alive != o.agents {
 			return fmt.Errorf("%d of %d alive", alive, o.agents)
