@@ -102,6 +102,16 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		"--nats", freeAddr(t), "--http", freeAddr(t),
 		"--enroll-rate", "1000000", "--enroll-burst", "1000000", "--http-conns-per-addr", "0",
 		"--log-level", "info"}
+	// The server stops last, after the fleet and the audit check, and
+	// after a restart it is the one running then.
+	t.Cleanup(func() {
+		if err := r.srv.stop(t); err != nil {
+			t.Errorf("server: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server output (last 30000 bytes):\n%s", tail(r.srv.out.String(), 30000))
+		}
+	})
 	r.start()
 	r.token = readToken(t, filepath.Join(r.data, "admin.token"))
 	m := agentLine.FindStringSubmatch(r.srv.out.String())
@@ -161,22 +171,14 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// start runs the server with the rig's command line and tuning until the
-// test ends (or stop), as startServer does.
+// start runs the server with the rig's command line and tuning, as
+// startServer does; newRig's cleanup stops it.
 func (r *rig) start() {
 	t := r.t
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{data: r.data, out: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- runTuned(ctx, r.tune, r.args, func(string) string { return "" }, s.out, s.out) }()
-	t.Cleanup(func() {
-		if err := s.stop(t); err != nil {
-			t.Errorf("server: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server output (last 30000 bytes):\n%s", tail(s.out.String(), 30000))
-		}
-	})
 	waitFor(t, "the banner", func() (bool, string) {
 		select {
 		case err := <-s.done:
@@ -195,7 +197,7 @@ func (r *rig) start() {
 func (r *rig) restart() {
 	r.t.Helper()
 	if err := r.srv.stop(r.t); err != nil {
-		r.t.Fatalf("stop the server: %v", err)
+		r.t.Fatalf("stop the server: %v\n%s", err, tail(r.srv.out.String(), 30000))
 	}
 	r.start()
 }
