@@ -128,13 +128,15 @@ var parts = map[string]part{
 		if c.publicURL == "" {
 			return nil, errors.New("decision: --public-url is required: the base URL agents download updates from")
 		}
-		s, err := decision.New(decision.Options{Log: log, Metrics: c.metrics, Store: store, Conn: nc, PublicURL: c.publicURL, LinkKey: []byte(c.downloadKey), Retry: c.retry})
+		s, err := decision.New(decision.Options{Log: log, Metrics: c.metrics, Store: store, Conn: nc, PublicURL: c.publicURL, LinkKey: []byte(c.downloadKey), Retry: c.retry,
+			Now: c.tune.now, WindowCheck: c.tune.windowCheck})
 		if err != nil {
 			return nil, err
 		}
 		// The rollout controller runs beside the decision, which offers
 		// what the rollouts it moves say: no container of its own.
-		r, err := rollout.New(rollout.Options{Log: log.With("component", "rollout"), Store: store})
+		r, err := rollout.New(rollout.Options{Log: log.With("component", "rollout"), Store: store,
+			Now: c.tune.now, Interval: c.tune.rolloutInterval})
 		if err != nil {
 			return nil, err
 		}
