@@ -160,6 +160,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	return r
 }
 
+// runTuned is run with the services tuned by t, for a test that needs a
+// clock of its own or short retries.
+func runTuned(ctx context.Context, t tuning, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, stderr, t)
+}
+
 // freeAddr is a loopback address with a port free now.
 func freeAddr(t *testing.T) string {
 	t.Helper()

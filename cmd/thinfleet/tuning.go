@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"time"
 
 	"github.com/thinfleet/thinfleet/services/decision"
@@ -12,7 +10,7 @@ import (
 // flag does: their clock (maintenance windows, soak times), the pauses
 // of the automatic retry, and how often the decision and rollout
 // services look at what time changes. The zero value leaves every
-// service's default, and run, which main calls, always passes it.
+// service's default; run, which main calls, passes nothing else.
 type tuning struct {
 	// now is the services' clock; nil is time.Now.
 	now func() time.Time
@@ -23,10 +21,4 @@ type tuning struct {
 	// opened (decision.Options.WindowCheck); rolloutInterval how often
 	// the rollouts are moved (rollout.Options.Interval). 0: defaults.
 	windowCheck, rolloutInterval time.Duration
-}
-
-// runTuned is run with the services tuned by t, for a test that needs a
-// clock of its own or short retries.
-func runTuned(ctx context.Context, t tuning, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return runWith(ctx, args, getenv, stdout, stderr, t)
 }
