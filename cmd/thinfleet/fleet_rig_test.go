@@ -38,7 +38,6 @@ import (
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/internal/poll"
 	"github.com/thinfleet/thinfleet/internal/simfleet"
-	"github.com/thinfleet/thinfleet/services/decision"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -68,14 +67,10 @@ type rig struct {
 // auditWant is an action the audit log must hold.
 type auditWant struct{ action, target string }
 
-// rigOptions choose the fleet and the services' tuning.
+// rigOptions choose the fleet.
 type rigOptions struct {
 	agents    int
 	behaviour simfleet.Behaviour
-	// retry is the automatic retry (short pauses by default, so that a
-	// test sees retries happen; a test that must see none sets long
-	// ones).
-	retry decision.RetryPolicy
 }
 
 // testClock is the services' clock: real time, shifted by an offset the
@@ -94,12 +89,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	root := t.TempDir()
 	r := &rig{t: t, data: filepath.Join(root, "data"), updates: filepath.Join(root, "updates"), clock: &testClock{},
 		http: &http.Client{Timeout: 30 * time.Second}}
-	if o.retry == (decision.RetryPolicy{}) {
-		o.retry = decision.RetryPolicy{First: 200 * time.Millisecond, Last: time.Second, Tries: 5}
-	}
-	r.tune = tuning{now: r.clock.Now, retry: o.retry, windowCheck: 50 * time.Millisecond, rolloutInterval: 50 * time.Millisecond}
+	r.tune = tuning{now: r.clock.Now, windowCheck: 50 * time.Millisecond, rolloutInterval: 50 * time.Millisecond}
 	r.args = []string{"server", "--data", r.data, "--updates", r.updates,
 		"--nats", freeAddr(t), "--http", freeAddr(t),
+		// Short retries, so that a test sees them happen.
+		"--retry-first", "200ms", "--retry-max", "1s", "--retry-tries", "5",
 		"--enroll-rate", "1000000", "--enroll-burst", "1000000", "--http-conns-per-addr", "0",
 		"--log-level", "info"}
 	// The server stops last, after the fleet and the audit check, and
