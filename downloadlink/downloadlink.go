@@ -15,7 +15,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/url"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/thinfleet/thinfleet/wire"
@@ -78,4 +80,19 @@ func mac(key []byte, file, exp string) string {
 	h.Write([]byte{'\n'})
 	h.Write([]byte(exp))
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// signedQuery is the query of a signed link, as it shows up in text: an
+// agent's error ("GET http://…/downloads/u.zip?exp=…&sig=…: 404") ends
+// up in the history and on the device page.
+var signedQuery = regexp.MustCompile(`\?[A-Za-z0-9._~%+=&;-]*\b(?:exp|sig)=[A-Za-z0-9._~%+=&;-]*`)
+
+// Redact returns s with the exp and sig of every signed link in it cut
+// off, leaving the path: a page or a history row that quotes a link must
+// not hand out a working one (it would fetch the zip until it expires).
+func Redact(s string) string {
+	if !strings.Contains(s, "sig=") && !strings.Contains(s, "exp=") {
+		return s
+	}
+	return signedQuery.ReplaceAllString(s, "")
 }

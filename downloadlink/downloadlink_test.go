@@ -46,3 +46,27 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestRedact(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	link := "http://fleet.example:8080" + Path(key, "kiosk 2.0.zip", time.Unix(1_800_000_000, 0))
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"command exited with status 3", "command exited with status 3"},
+		{"download: Get \"" + link + "\": dial tcp 10.0.0.1:8080: connect: connection refused",
+			"download: Get \"http://fleet.example:8080/downloads/kiosk%202.0.zip\": dial tcp 10.0.0.1:8080: connect: connection refused"},
+		{"GET " + link + ": 403 Forbidden: the download link was refused (expired?)",
+			"GET http://fleet.example:8080/downloads/kiosk%202.0.zip: 403 Forbidden: the download link was refused (expired?)"},
+		{"GET /downloads/u.zip?sig=00ff&exp=12 twice: /downloads/v.zip?exp=1&sig=ab",
+			"GET /downloads/u.zip twice: /downloads/v.zip"},
+		{"see https://example.com/docs?page=2", "see https://example.com/docs?page=2"},
+	}
+	for _, tt := range tests {
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q)\n got %q\nwant %q", tt.in, got, tt.want)
+		}
+		if strings.Contains(Redact(tt.in), "sig=") {
+			t.Errorf("Redact(%q) keeps a signature", tt.in)
+		}
+	}
+}
