@@ -111,9 +111,14 @@ func TestClientDetail(t *testing.T) {
 		!slices.Contains(got, "eth0|52:54:00:12:34:56|192.168.10.21/24fe80::5054:ff:fe12:3456/64") {
 		t.Errorf("disks and interfaces = %q", got)
 	}
-	timeline := texts(doc.Find("#timeline li .badge"))
-	if got, want := strings.Join(timeline, " "), "failed downloading offered registered"; got != want {
+	// The install is one entry of its steps, newest first, this device's
+	// only.
+	timeline := texts(doc.Find("#timeline > ol > li > span:nth-child(2) .badge"))
+	if got, want := strings.Join(timeline, " "), "failed registered"; got != want {
 		t.Errorf("timeline = %q, want %q (newest first, this device only)", got, want)
+	}
+	if got, want := strings.Join(texts(doc.Find("#timeline ol.steps .name")), " "), "offered downloading failed"; got != want {
+		t.Errorf("the install's steps = %q, want %q", got, want)
 	}
 	form := doc.Find("#install form.offer")
 	if action, _ := form.Attr("action"); action != "/clients/kiosk-7/offer" {

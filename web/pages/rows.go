@@ -42,6 +42,12 @@ type HistoryRow struct {
 // Install reports whether the row is an install's steps.
 func (r HistoryRow) Install() bool { return r.Steps != nil }
 
+// InProgress reports whether the row is an install the device is
+// working on: downloading, verifying or installing.
+func (r HistoryRow) InProgress() bool {
+	return r.Install() && !r.Unfinished && stepRank[r.Kind] > stepRank[fleet.EventOffered] && stepRank[r.Kind] < stepRank[fleet.EventInstalled]
+}
+
 // Step is one step of an install: offered, downloading, verifying,
 // installing, installed or failed. Count is how many times it was
 // reported in a row (an offer sent again while the device was away);
