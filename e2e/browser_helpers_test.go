@@ -183,7 +183,7 @@ func (b *browser) shot(name string) {
 // rowsJS is a JavaScript expression for the Clients table: each row as
 // "id status version".
 const rowsJS = `Array.from(document.querySelectorAll("table.clients tbody tr")).map(function (tr) {
-	return [tr.cells[0].textContent, tr.querySelector("td.status").textContent, tr.cells[7].textContent.replace(/\s+/g, " ")].join(" ").trim();
+	return [tr.querySelector("td.id").textContent, tr.querySelector("td.status").textContent, tr.querySelector("td.ver").textContent.replace(/\s+/g, " ")].join(" ").trim();
 })`
 
 func jsString(s string) string {

@@ -88,7 +88,7 @@ func (vs *versions) counts(devices []fleet.Device) []pages.VersionCount {
 
 // selectClients returns the devices q selects, in its order. devices is
 // sorted by id, as the hub gives it; the result points into it.
-func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions, c fleet.Catalog) []*fleet.Device {
+func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions, c fleet.Catalog, f deviceFilter) []*fleet.Device {
 	needle := strings.ToLower(q.Q)
 	out := make([]*fleet.Device, 0, len(devices))
 	target, ok := c.TargetRelease()
@@ -102,6 +102,7 @@ func selectClients(devices []fleet.Device, q pages.ClientsQuery, vs *versions, c
 		case q.Version == "none" && d.Version != "":
 		case q.Version != "" && q.Version != "none" && d.Version != q.Version:
 		case q.Outdated && vs.mark(d.Version) != pages.Outdated:
+		case !f.match(d):
 		default:
 			out = append(out, d)
 		}

@@ -53,7 +53,7 @@ func TestFailedAndHeldBack(t *testing.T) {
 		out := map[string]string{}
 		for _, row := range rows(doc.Find("table.clients tbody tr")) {
 			cells := strings.Split(row, "|")
-			out[cells[0]] = cells[len(cells)-2]
+			out[cells[1]] = cells[len(cells)-2] // after the checkbox
 		}
 		return out
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/a-h/templ"
@@ -141,32 +142,52 @@ func (s *Server) handleClients() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, since, devices, ens, c)))
+		groups, err := s.opts.Store.Groups(ctx)
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, since, devices, ens, c, groups)))
 	})
 }
 
 // clientsView selects, sorts and cuts one page of devices.
 // The waiting devices are listed above them, at most pages.MaxPending.
-func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fleet.Enrollment, c fleet.Catalog) pages.ClientsView {
+func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fleet.Enrollment, c fleet.Catalog, groups []fleet.Group) pages.ClientsView {
 	target := c.Target
 	rel, relOK := c.TargetRelease()
 	now := time.Now()
 	q := pages.ParseClientsQuery(r.URL.Query())
 	vs := newVersions(target)
-	sel := selectClients(devices, q, vs, c)
+	sortGroups(groups)
+	f := newDeviceFilter(q, groups)
+	sel := selectClients(devices, q, vs, c, f)
 	pending, revoked := pendingAndRevoked(ens)
 	v := pages.ClientsView{
 		Frame:   frame(r, "Clients", "clients", liveURL(since, "devices,catalog,enrollments", "")),
 		Pending: pending[:min(len(pending), pages.MaxPending)], PendingMore: max(0, len(pending)-pages.MaxPending),
 		Query: q, Matching: len(sel), Total: len(devices), Target: target,
-		Pages: max(1, (len(sel)+q.Per-1)/q.Per),
+		Pages:       max(1, (len(sel)+q.Per-1)/q.Per),
+		FilterError: f.err,
 	}
 	v.Query.Page = min(q.Page, v.Pages)
 	from := (v.Query.Page - 1) * q.Per
 	for _, d := range sel[from:min(from+q.Per, len(sel))] {
-		row := pages.ClientRow{Device: *d, Mark: vs.mark(d.Version), Revoked: revoked[d.ID]}
+		m := memberOf(*d, groups)
+		row := pages.ClientRow{Device: *d, Mark: vs.mark(d.Version), Revoked: revoked[d.ID], Groups: m.Groups, Channel: m.Channel, Pin: m.pinView()}
 		row.Install, row.Why = installNote(*d, rel, relOK, now)
 		v.Rows = append(v.Rows, row)
+	}
+	for _, g := range groups {
+		v.Groups = append(v.Groups, g.Name)
+	}
+	// The bulk action just done, as its redirect says.
+	if a := r.URL.Query().Get("bulk"); pages.BulkActions[a] != "" {
+		n, _ := strconv.Atoi(r.URL.Query().Get("done"))
+		v.Bulk = &pages.BulkResult{Action: a, Done: max(0, n)}
+	}
+	for _, r := range c.Releases {
+		v.Releases = append(v.Releases, r.Version)
 	}
 	for _, c := range vs.counts(devices) {
 		if c.Version != "" {

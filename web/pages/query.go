@@ -14,6 +14,11 @@ type ClientsQuery struct {
 	Version  string // exactly this version; "none" for no version yet
 	Outdated bool
 	Install  string // "", "failed" or "held" (held back)
+	// Labels is a label selector ("site=berlin,ring=canary", fleet.
+	// ParseSelector's form) over the devices' labels and tags.
+	Labels string
+	Group  string // the devices of this group
+	Pinned bool   // only devices pinned to a version, by their own pin or a group's
 	Sort     string // a column of SortColumns; "" is id
 	Desc     bool
 	Page     int // from 1
@@ -33,6 +38,9 @@ func ParseClientsQuery(v url.Values) ClientsQuery {
 		Q:        strings.TrimSpace(v.Get("q")),
 		Version:  strings.TrimSpace(v.Get("version")),
 		Outdated: v.Get("outdated") != "",
+		Labels:   strings.TrimSpace(v.Get("labels")),
+		Group:    strings.TrimSpace(v.Get("group")),
+		Pinned:   v.Get("pinned") != "",
 		Page:     1, Per: DefaultPer,
 	}
 	if a := v.Get("alive"); a == "alive" || a == "notalive" {
@@ -72,8 +80,13 @@ func (q ClientsQuery) values() url.Values {
 	set("alive", q.Alive)
 	set("version", q.Version)
 	set("install", q.Install)
+	set("labels", q.Labels)
+	set("group", q.Group)
 	if q.Outdated {
 		v.Set("outdated", "1")
+	}
+	if q.Pinned {
+		v.Set("pinned", "1")
 	}
 	if q.Sort != "" {
 		s := q.Sort
@@ -140,5 +153,13 @@ func (q ClientsQuery) sortedBy() string {
 
 // Filtered reports whether q narrows the devices down.
 func (q ClientsQuery) Filtered() bool {
-	return q.Q != "" || q.Alive != "" || q.Version != "" || q.Outdated || q.Install != ""
+	return q.Q != "" || q.Alive != "" || q.Version != "" || q.Outdated || q.Install != "" ||
+		q.Labels != "" || q.Group != "" || q.Pinned
+}
+
+// Filter is q's filters alone, as a query string: what a bulk action on
+// every matching device acts on, and the page it returns to.
+func (q ClientsQuery) Filter() string {
+	q.Page, q.Sort, q.Desc, q.Per = 1, "", false, DefaultPer
+	return q.values().Encode()
 }

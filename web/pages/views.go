@@ -64,10 +64,24 @@ type ClientRow struct {
 	fleet.Device
 	Mark    Mark
 	Revoked bool
+	// Groups are the groups the device is in, by name; Channel the
+	// release channel it follows.
+	Groups  []string
+	Channel string
+	// Pin holds the device on a version: its own, or its group's; nil
+	// when nothing does.
+	Pin *PinView
 	// Install says whether the target's install failed or is held back,
 	// and Why in one line.
 	Install InstallMark
 	Why     string
+}
+
+// PinView is a pin as the pages show it: a device's own, or one it has
+// from Group.
+type PinView struct {
+	fleet.Pin
+	Group string
 }
 
 // InstallMark is how a device stands with the target's install.
@@ -91,10 +105,34 @@ type ClientsView struct {
 	Pages           int
 	Versions        []string // every version some device runs, for the filter
 	Target          string
+	// Groups name every group, for the filter; Releases are the catalog's
+	// versions, newest first, for the pin action.
+	Groups   []string
+	Releases []string
+	// FilterError says why the filters select no device (a selector that
+	// does not parse, a group that does not exist).
+	FilterError string
+	// Bulk is the result of the bulk action just done; nil when none.
+	Bulk *BulkResult
 	// Pending are the devices waiting for approval, longest waiting
 	// first, at most MaxPending of them; PendingMore counts the rest.
 	Pending     []fleet.Enrollment
 	PendingMore int
+}
+
+// BulkResult is what a bulk action on the Clients page did: how many
+// devices it acted on, and each one it could not act on, with why.
+type BulkResult struct {
+	Action string
+	Done   int
+	Failed []BulkFailure
+	// Error says why the action was not done at all.
+	Error string
+}
+
+// BulkFailure is one device a bulk action could not act on.
+type BulkFailure struct {
+	ID, Error string
 }
 
 // MaxPending is how many waiting devices the Clients page lists.
@@ -115,6 +153,14 @@ type ClientView struct {
 	EnrollError string
 	Mark        Mark
 	Target      string
+	// Labels, groups, channel and pin of the device, as on its row of the
+	// Clients page.
+	Groups  []string
+	Channel string
+	Pin     *PinView
+	// Plan is what the device is offered and why; nil when the server
+	// cannot say.
+	Plan *PlanView
 	// OfferNote says why the offer action is not available; empty when
 	// it is.
 	OfferNote string
@@ -126,6 +172,23 @@ type ClientView struct {
 	// OlderEvents is the URL of the device's older events; empty when
 	// Events are all of them.
 	OlderEvents string
+}
+
+// PlanView is what a device should be offered and why (fleet.Plan).
+type PlanView struct {
+	// Version is the release the plan concerns: offered when OK, held
+	// back otherwise; empty when there is none.
+	Version string
+	OK      bool
+	Why     string
+	Pinned  bool
+	// Rollout names the rollout that chose or holds back the release,
+	// Wave the device's wave in it (from 1).
+	Rollout  string
+	Wave     int
+	Rollback bool
+	// NotBefore is when a planned retry is due; zero when not waiting.
+	NotBefore time.Time
 }
 
 // Revoked reports whether the device's identity is revoked.

@@ -40,6 +40,42 @@
 		if (form && e.target.matches("select, input[type=checkbox]")) form.requestSubmit();
 	});
 
+	// Bulk actions on the Clients page: the box in the table's head ticks
+	// every device on the page; the bar says how many are ticked; Enter
+	// in an action's field does that action (the form's default button
+	// does nothing, so Enter never does another).
+	function boxes() { return document.querySelectorAll("input[type=checkbox][name=id][form=bulk]"); }
+	function counted() {
+		var n = 0, all = boxes();
+		all.forEach(function (b) { if (b.checked) n++; });
+		var head = document.getElementById("select-page");
+		if (head) {
+			head.checked = all.length > 0 && n === all.length;
+			head.indeterminate = n > 0 && n < all.length;
+		}
+		var bulk = document.getElementById("bulk");
+		var every = bulk && bulk.querySelector("input[name=all]");
+		var out = document.getElementById("selected-count");
+		if (!out) return;
+		if (every && every.checked) out.textContent = "All matching devices";
+		else if (n === 0) out.textContent = "Tick devices below";
+		else out.textContent = n === 1 ? "1 device selected" : n + " devices selected";
+	}
+	document.addEventListener("change", function (e) {
+		if (e.target.id === "select-page") {
+			boxes().forEach(function (b) { b.checked = e.target.checked; });
+		}
+		if (e.target.matches("input[type=checkbox]")) counted();
+	});
+	document.addEventListener("keydown", function (e) {
+		var action = e.key === "Enter" && e.target.getAttribute && e.target.getAttribute("data-action");
+		if (!action || !e.target.form) return;
+		e.preventDefault();
+		var button = e.target.form.querySelector("button[name=action][value='" + action + "']");
+		if (button) button.click();
+	});
+	counted();
+
 	var src = document.body.getAttribute("data-live");
 	if (!src || !window.EventSource || !window.fetch) return;
 
@@ -63,10 +99,22 @@
 		document.querySelectorAll("[data-region]").forEach(function (el) {
 			var fresh = doc.getElementById(el.id);
 			if (fresh && fresh.innerHTML !== el.innerHTML) {
+				keepTicks(el, fresh);
 				el.replaceWith(document.adoptNode(fresh));
 			}
 		});
 		tick();
+		counted();
+	}
+
+	// keepTicks carries the devices ticked for a bulk action over to the
+	// fresh copy of their region.
+	function keepTicks(el, fresh) {
+		el.querySelectorAll("input[type=checkbox][name]:checked").forEach(function (b) {
+			fresh.querySelectorAll("input[type=checkbox][name]").forEach(function (f) {
+				if (f.name === b.name && f.value === b.value) f.checked = true;
+			});
+		});
 	}
 
 	function refresh() {
