@@ -19,10 +19,10 @@ type ClientsQuery struct {
 	Labels string
 	Group  string // the devices of this group
 	Pinned bool   // only devices pinned to a version, by their own pin or a group's
-	Sort     string // a column of SortColumns; "" is id
-	Desc     bool
-	Page     int // from 1
-	Per      int
+	Sort   string // a column of SortColumns; "" is id
+	Desc   bool
+	Page   int // from 1
+	Per    int
 }
 
 // SortColumns are the columns the Clients page sorts by.
