@@ -131,7 +131,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		})
 		b.waitFor(30*time.Second, "the hostile device on the page", `[(function (td) {
 			return td !== null && td.textContent === `+jsString(hostile)+`;
-		})(document.querySelector("#device-hostile-1 td.hostname")), `+rowsJS+`]`)
+		})(document.querySelector("#device-hostile-1 td.host .hostname")), `+rowsJS+`]`)
 		if n := eval[int](b, `document.querySelectorAll("main script, main img, main svg[onload], [onerror]").length`); n != 0 {
 			t.Errorf("%d injected elements on the page", n)
 		}

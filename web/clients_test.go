@@ -84,9 +84,9 @@ func TestClientsPage(t *testing.T) {
 
 	doc = p.page(t, "/clients?q=kiosk-05", 200)
 	for id, want := range map[string]string{
-		"kiosk-057": "|kiosk-057|shop-062.example|linux debian 12.7|Intel(R) Celeron(R) J4125 CPU @ 2.00GHz 4 cores|58.0 GiB|120 GiB 80.0 GiB free|192.168.10.21||1.9 outdated|alive|57 min ago",
-		"kiosk-058": "|kiosk-058|shop-061.example|linux debian 12.7|Intel(R) Celeron(R) J4125 CPU @ 2.00GHz 4 cores|59.0 GiB|120 GiB 80.0 GiB free|192.168.10.21||1.10 up to date|notAlive|58 min ago",
-		"kiosk-059": "|kiosk-059|shop-060.example|linux debian 12.7|Intel(R) Celeron(R) J4125 CPU @ 2.00GHz 4 cores|60.0 GiB|120 GiB 80.0 GiB free|192.168.10.21||none outdated|alive|59 min ago",
+		"kiosk-057": "|kiosk-057|shop-062.example|linux debian 12.7|Intel(R) Celeron(R) J4125 CPU @ 2.00GHz 4 cores|58.0 GiB|120 GiB 80.0 GiB free|192.168.10.21|1.9 outdated|alive|57 min ago",
+		"kiosk-058": "|kiosk-058|shop-061.example|linux debian 12.7|Intel(R) Celeron(R) J4125 CPU @ 2.00GHz 4 cores|59.0 GiB|120 GiB 80.0 GiB free|192.168.10.21|1.10 up to date|notAlive|58 min ago",
+		"kiosk-059": "|kiosk-059|shop-060.example|linux debian 12.7|Intel(R) Celeron(R) J4125 CPU @ 2.00GHz 4 cores|60.0 GiB|120 GiB 80.0 GiB free|192.168.10.21|none outdated|alive|59 min ago",
 	} {
 		if got := rows(doc.Find("#device-" + id)); len(got) != 1 || got[0] != want {
 			t.Errorf("row = %q\nwant %q", got, want)

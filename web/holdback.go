@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/web/pages"
 	"github.com/thinfleet/thinfleet/wire"
@@ -30,9 +31,10 @@ func installNote(d fleet.Device, r fleet.Release, ok bool, now time.Time) (pages
 	return pages.InstallFine, ""
 }
 
-// oneLine is s on one line of at most 160 characters.
+// oneLine is s on one line of at most 160 characters, without the
+// signature of a download link in it.
 func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(downloadlink.Redact(s)), " ")
 	if r := []rune(s); len(r) > 160 {
 		return string(r[:159]) + "…"
 	}

@@ -174,7 +174,7 @@ func TestHostileStringsAreText(t *testing.T) {
 		}
 	}
 	doc := p.page(t, "/clients", 200)
-	if got := doc.Find("#device-evil td.hostname").Text(); got != script {
+	if got := doc.Find("#device-evil td.host .hostname").Text(); got != script {
 		t.Errorf("hostname cell = %q, want the characters %q", got, script)
 	}
 	if got := strings.TrimSpace(doc.Find("#device-evil td").Eq(3).Contents().First().Text()); got != img {

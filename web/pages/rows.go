@@ -33,6 +33,9 @@ type HistoryRow struct {
 	// Retry: the install tries a failed one again (an automatic retry,
 	// or an operator's offer again).
 	Retry bool
+	// Newest: the row is the device's newest install among the rows,
+	// the one its page shows the output of.
+	Newest bool
 	// Unfinished: the install neither ended nor goes on; a later one of
 	// the same version started over (the agent was restarted in the
 	// middle, say).
@@ -148,8 +151,12 @@ func HistoryRows(events []fleet.Event) []HistoryRow {
 	}
 	slices.SortStableFunc(all, func(a, b *built) int { return a.newest - b.newest })
 	rows := make([]HistoryRow, len(all))
+	seen := map[string]bool{}
 	for i, b := range all {
 		rows[i] = b.row
+		if rows[i].Install() && !seen[b.row.Device] {
+			rows[i].Newest, seen[b.row.Device] = true, true
+		}
 	}
 	return rows
 }

@@ -95,7 +95,7 @@ func TestHistoryRows(t *testing.T) {
 			},
 			want: []string{
 				"a 2.0 installed retry: offered@30 downloading@31 installed@32 | from 1.0, took 2s [O2]",
-				"a 2.0 failed: offered@0 downloading@1 failed@2 | sha256 mismatch [O1]",
+				"a 2.0 failed older: offered@0 downloading@1 failed@2 | sha256 mismatch [O1]",
 			},
 		},
 		{
@@ -117,7 +117,7 @@ func TestHistoryRows(t *testing.T) {
 			},
 			want: []string{
 				"a 2.0 installed: downloading@60 installed@61 | took 1s",
-				"a 2.0 installing unfinished: offered@0 downloading@1 installing@2 | from 1.0 [O1]",
+				"a 2.0 installing unfinished older: offered@0 downloading@1 installing@2 | from 1.0 [O1]",
 			},
 		},
 		{
@@ -137,7 +137,7 @@ func TestHistoryRows(t *testing.T) {
 			},
 			want: []string{
 				"a 2.1 downloading: offered@1 downloading@2 | from 1.0 [O2]",
-				"a 2.0 offered: offered@0 | from 1.0 [O1]",
+				"a 2.0 offered older: offered@0 | from 1.0 [O1]",
 			},
 		},
 		{
@@ -177,6 +177,9 @@ func showRow(r HistoryRow, t0 time.Time) string {
 	}
 	if r.Unfinished {
 		s += " unfinished"
+	}
+	if r.Install() && !r.Newest {
+		s += " older"
 	}
 	if r.Install() {
 		var steps []string
