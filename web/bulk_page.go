@@ -19,7 +19,8 @@ import (
 // maxBulkForm bounds a bulk action's form: ten thousand ids fit.
 const maxBulkForm = 1 << 20
 
-// bulkForm is one bulk action on devices, as the page asks for it.
+// bulkForm is one bulk action on devices, as the page asks for it; the
+// API's bulk operations (Server.bulk) do it.
 type bulkForm struct {
 	Action  string
 	IDs     []string
@@ -29,18 +30,12 @@ type bulkForm struct {
 	Reason  string       // pin
 }
 
-// formOutcome is what a bulk action did to one device.
-type formOutcome struct {
-	ID    string
-	Error string // empty when done
-}
-
-// handleBulk does a bulk action from the Clients page (POST
+// handleBulkForm does a bulk action from the Clients page (POST
 // /clients/bulk) and goes back to the page it came from, with what it
 // did. A delete asks first, listing the devices, and is done once the
 // form comes back with confirm=1. Bad input leaves every device as it
 // was and says why on the page.
-func (s *Server) handleBulk() http.Handler {
+func (s *Server) handleBulkForm() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBulkForm)
 		if err := r.ParseForm(); err != nil {
@@ -51,7 +46,7 @@ func (s *Server) handleBulk() http.Handler {
 		back := clientsBack(f.Get("back"))
 		req, msg := parseBulk(f)
 		if msg == "" {
-			req.IDs, msg = s.bulkIDs(r, f)
+			req.IDs, msg = s.bulkFormIDs(r, f)
 		}
 		if msg != "" {
 			s.clientsWithBulk(w, r, back, http.StatusBadRequest, &pages.BulkResult{Action: req.Action, Error: msg})
@@ -62,16 +57,27 @@ func (s *Server) handleBulk() http.Handler {
 			s.render(w, r, http.StatusOK, pages.BulkConfirm(v))
 			return
 		}
+		done, err := s.bulk(r, BulkRequest{IDs: req.IDs, Action: req.Action, Tags: req.Tags, Keys: req.Keys, Version: req.Version, Reason: req.Reason})
+		if err != nil {
+			status := statusOf(err)
+			if status == http.StatusServiceUnavailable {
+				s.log.Error("bulk action failed", "action", req.Action, "err", err)
+			}
+			s.clientsWithBulk(w, r, back, status, &pages.BulkResult{Action: req.Action, Error: "Nothing done: " + err.Error() + "."})
+			return
+		}
 		res := &pages.BulkResult{Action: req.Action}
-		for _, o := range s.bulkFormDo(r, req) {
-			if o.Error == "" {
+		for _, o := range done.Results {
+			switch {
+			case o.OK:
 				res.Done++
-			} else {
+			case o.Skipped:
+				res.Skipped = append(res.Skipped, pages.BulkFailure{ID: o.ID, Error: o.Error})
+			default:
 				res.Failed = append(res.Failed, pages.BulkFailure{ID: o.ID, Error: o.Error})
 			}
 		}
-		s.log.Info("bulk action", "action", req.Action, "devices", len(req.IDs), "failed", len(res.Failed), "remote", r.RemoteAddr)
-		if len(res.Failed) > 0 {
+		if len(res.Failed) > 0 || len(res.Skipped) > 0 {
 			s.clientsWithBulk(w, r, back, http.StatusOK, res)
 			return
 		}
@@ -133,9 +139,9 @@ func parseBulk(f url.Values) (req bulkForm, msg string) {
 	return req, ""
 }
 
-// bulkIDs are the devices a bulk action acts on: the ids ticked, or with
+// bulkFormIDs are the devices a bulk action acts on: the ids ticked, or with
 // all=1 every device the page's filters select (not only its page).
-func (s *Server) bulkIDs(r *http.Request, f url.Values) ([]string, string) {
+func (s *Server) bulkFormIDs(r *http.Request, f url.Values) ([]string, string) {
 	if f.Get("all") != "1" {
 		var ids []string
 		for _, id := range f["id"] {
@@ -222,14 +228,3 @@ func (s *Server) clientsWithBulk(w http.ResponseWriter, r *http.Request, back st
 	s.render(w, r, status, pages.Clients(v))
 }
 
-// bulkFormDo does a bulk action, device by device, through the same
-// operations as the API's bulk endpoint, each audited.
-func (s *Server) bulkFormDo(r *http.Request, req bulkForm) []formOutcome {
-	out := make([]formOutcome, 0, len(req.IDs))
-	for _, id := range req.IDs {
-		// Wired to the device operations of the API's bulk endpoint
-		// (branch labels) once they are on main.
-		out = append(out, formOutcome{ID: id, Error: "not available on this server yet"})
-	}
-	return out
-}

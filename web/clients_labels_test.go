@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -341,3 +342,108 @@ func TestHistoryPageGroupsInstalls(t *testing.T) {
 }
 
 func clockOf(t time.Time) string { return t.UTC().Format("15:04:05") }
+
+func TestBulkActionsFromClients(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	labelledFleet(t, p)
+	ctx := context.Background()
+	dev := func(id string) fleet.Device {
+		t.Helper()
+		d, err := p.store.Device(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	back := "/clients?labels=site%3Dberlin&sort=-id"
+	redirected := func(resp *http.Response, action string, n int) {
+		t.Helper()
+		loc := resp.Header.Get("Location")
+		want := "/clients?bulk=" + action + "&done=" + fmt.Sprint(n) + "&labels=site%3Dberlin&sort=-id"
+		if resp.StatusCode != http.StatusSeeOther || loc != want {
+			t.Fatalf("%s: %s to %q, want 303 to %q", action, resp.Status, loc, want)
+		}
+	}
+
+	// Tag two ticked devices: both get the tags, each is audited once.
+	resp, _ := p.postBulk(t, url.Values{"action": {"tag"}, "id": {"bare", "munich-2"}, "tags": {"ring=pilot, floor=2"}, "back": {back}})
+	redirected(resp, "tag", 2)
+	for _, id := range []string{"bare", "munich-2"} {
+		if got := dev(id).Tags.String(); got != "floor=2,ring=pilot" {
+			t.Errorf("%s tags %q after the bulk tag", id, got)
+		}
+		wantAudit(t, p.audited(t), "device.tag", id, "bulk", "dashboard")
+	}
+	if got := dev("berlin-2").Tags.String(); got != "" {
+		t.Errorf("an unticked device was tagged: %q", got)
+	}
+	// The page it goes back to says so, and shows the tags.
+	doc := p.page(t, "/clients?bulk=tag&done=2", 200)
+	if got := strings.Join(strings.Fields(doc.Find(".bulk-result").Text()), " "); got != "Tagged 2 devices." {
+		t.Errorf("notice %q", got)
+	}
+	if got := strings.Join(texts(doc.Find("#device-bare .chip.tag")), " "); got != "floor=2 ring=pilot" {
+		t.Errorf("bare's tags on Clients: %q", got)
+	}
+
+	// Untag every device the filters select, not only those on the page.
+	resp, _ = p.postBulk(t, url.Values{"action": {"untag"}, "all": {"1"}, "filter": {"labels=ring%3Dpilot"}, "keys": {"floor"}, "back": {back}})
+	redirected(resp, "untag", 2)
+	if got := dev("munich-2").Tags.String(); got != "ring=pilot" {
+		t.Errorf("munich-2 tags %q after untag floor", got)
+	}
+
+	// Pin, with a reason; the pin says who did it.
+	resp, _ = p.postBulk(t, url.Values{"action": {"pin"}, "id": {"bare"}, "version": {"1.1"}, "reason": {"the vendor asks"}, "back": {back}})
+	redirected(resp, "pin", 1)
+	if pin := dev("bare").Pin; pin == nil || pin.Version != "1.1" || pin.Reason != "the vendor asks" || !strings.Contains(pin.By, "dashboard") {
+		t.Errorf("bare's pin %+v, want 1.1 for the vendor, by the dashboard", pin)
+	}
+	wantAudit(t, p.audited(t), "device.pin", "bare", "bulk", "dashboard")
+	// A version the catalog does not have: nothing is done, and the page
+	// says why.
+	resp, doc = p.postBulk(t, url.Values{"action": {"pin"}, "id": {"bare", "munich-2"}, "version": {"9.9"}, "back": {back}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(doc.Find("p.error").Text(), "9.9") {
+		t.Errorf("pin to 9.9: %s, %q", resp.Status, doc.Find("p.error").Text())
+	}
+	if dev("munich-2").Pin != nil || dev("bare").Pin.Version != "1.1" {
+		t.Error("a refused pin changed a device")
+	}
+
+	// Unpin a pinned device and an unknown one: one done, one failed,
+	// and the page lists the failure.
+	resp, doc = p.postBulk(t, url.Values{"action": {"unpin"}, "id": {"bare", "gone-1"}, "back": {back}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("unpin with a failure: %s, want 200 and the page", resp.Status)
+	}
+	if got := strings.Join(strings.Fields(doc.Find(".bulk-result p").Text()), " "); got != "Unpinned 1 device. 1 device failed." {
+		t.Errorf("result %q", got)
+	}
+	if got := texts(doc.Find(".bulk-result li.failed")); len(got) != 1 || !strings.HasPrefix(got[0], "gone-1: no device") {
+		t.Errorf("failures %q", got)
+	}
+	if dev("bare").Pin != nil {
+		t.Error("bare still pinned")
+	}
+
+	// Offer again: a pinned device is skipped, not failed.
+	resp, doc = p.postBulk(t, url.Values{"action": {"offer-again"}, "id": {"berlin-1", "berlin-2"}, "back": {back}})
+	if got := strings.Join(strings.Fields(doc.Find(".bulk-result p").Text()), " "); resp.StatusCode != http.StatusOK || got != "Offered the target again to 1 device. 1 device skipped." {
+		t.Errorf("offer again: %s, %q", resp.Status, got)
+	}
+	if got := texts(doc.Find(".bulk-result li.skipped")); len(got) != 1 || !strings.HasPrefix(got[0], "berlin-2: skipped, the device is pinned") {
+		t.Errorf("skipped %q", got)
+	}
+	if doc.Find(".bulk-result.error").Length() != 0 {
+		t.Error("a skipped device shows as an error")
+	}
+	wantAudit(t, p.audited(t), "device.offer-again", "berlin-1", "bulk", "dashboard")
+
+	// Delete, confirmed: gone, and audited.
+	resp, _ = p.postBulk(t, url.Values{"action": {"delete"}, "confirm": {"1"}, "id": {"munich-2"}, "back": {back}})
+	redirected(resp, "delete", 1)
+	if _, err := p.store.Device(ctx, "munich-2"); err == nil {
+		t.Error("munich-2 still there after a confirmed delete")
+	}
+	wantAudit(t, p.audited(t), "device.delete", "munich-2", "bulk", "dashboard")
+}

@@ -55,7 +55,7 @@ func (s *Server) Handler() http.Handler {
 
 	mux.Handle("GET /{$}", page(s.handleOverview()))
 	mux.Handle("GET /clients", page(s.handleClients()))
-	mux.Handle("POST /clients/bulk", post(page(s.handleBulk())))
+	mux.Handle("POST /clients/bulk", post(page(s.handleBulkForm())))
 	mux.Handle("GET /clients/{id}", page(s.handleClient()))
 	mux.Handle("POST /clients/{id}/offer", post(page(s.handleOfferAgain())))
 	mux.Handle("POST /clients/{id}/approve", post(page(s.handleEnrollAction(fleet.EnrollApproved))))

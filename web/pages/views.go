@@ -126,11 +126,14 @@ type BulkResult struct {
 	Action string
 	Done   int
 	Failed []BulkFailure
+	// Skipped are the devices the action does not apply to (offer again
+	// to one that runs the target), with why.
+	Skipped []BulkFailure
 	// Error says why the action was not done at all.
 	Error string
 }
 
-// BulkFailure is one device a bulk action could not act on.
+// BulkFailure is one device a bulk action could not act on, or skipped.
 type BulkFailure struct {
 	ID, Error string
 }
