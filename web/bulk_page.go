@@ -227,4 +227,3 @@ func (s *Server) clientsWithBulk(w http.ResponseWriter, r *http.Request, back st
 	v.Bulk = res
 	s.render(w, r, status, pages.Clients(v))
 }
-
