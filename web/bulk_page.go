@@ -170,11 +170,10 @@ func (s *Server) bulkFormIDs(r *http.Request, f url.Values) ([]string, string) {
 	if err != nil {
 		return nil, "Nothing done: " + err.Error() + "."
 	}
-	groups, err := s.opts.Store.Groups(ctx)
+	groups, err := s.hub.Groups(ctx)
 	if err != nil {
 		return nil, "Nothing done: " + err.Error() + "."
 	}
-	sortGroups(groups)
 	q := pages.ParseClientsQuery(filter)
 	df := newDeviceFilter(q, groups)
 	if df.err != "" {
@@ -218,7 +217,7 @@ func (s *Server) clientsWithBulk(w http.ResponseWriter, r *http.Request, back st
 		s.pageError(w, err)
 		return
 	}
-	groups, err := s.opts.Store.Groups(ctx)
+	groups, err := s.hub.Groups(ctx)
 	if err != nil {
 		s.pageError(w, err)
 		return

@@ -74,11 +74,10 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 		Mark: newVersions(c.Target).mark(d.Version), Target: c.Target,
 		OfferNote: s.offerNote(d, c), Events: events,
 	}
-	groups, err := s.opts.Store.Groups(ctx)
+	groups, err := s.hub.Groups(ctx)
 	if err != nil {
 		return pages.ClientView{}, err
 	}
-	sortGroups(groups)
 	m := memberOf(d, groups)
 	v.Groups, v.Channel, v.Pin = m.Groups, m.Channel, m.pinView()
 	if t, ok := c.TargetRelease(); ok && wire.Newer(t.Version, d.Version) {

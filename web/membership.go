@@ -1,7 +1,6 @@
 package web
 
 import (
-	"cmp"
 	"slices"
 
 	"github.com/thinfleet/thinfleet/fleet"
@@ -20,28 +19,17 @@ type membership struct {
 	PinGroup string
 }
 
-// sortGroups sorts groups by name, as fleet.Plan reads them.
-func sortGroups(groups []fleet.Group) {
-	slices.SortFunc(groups, func(a, b fleet.Group) int { return cmp.Compare(a.Name, b.Name) })
-}
-
-// memberOf is d's membership among groups, sorted by name.
+// memberOf is d's membership among groups, which are sorted by name (as
+// the hub gives them).
 func memberOf(d fleet.Device, groups []fleet.Group) membership {
-	m := membership{Pin: d.Pin}
-	for _, g := range groups {
-		if !g.Selector.Matches(d) {
-			continue
+	m := membership{Groups: fleet.GroupNames(d, groups), Channel: fleet.DeviceChannel(d, groups), Pin: d.Pin}
+	if m.Pin == nil {
+		for _, g := range groups {
+			if g.Pin != nil && g.Selector.Matches(d) {
+				m.Pin, m.PinGroup = g.Pin, g.Name
+				break
+			}
 		}
-		m.Groups = append(m.Groups, g.Name)
-		if m.Channel == "" && g.Channel != "" {
-			m.Channel = fleet.ReleaseChannel(fleet.Release{Channel: g.Channel})
-		}
-		if m.Pin == nil && g.Pin != nil {
-			m.Pin, m.PinGroup = g.Pin, g.Name
-		}
-	}
-	if m.Channel == "" {
-		m.Channel = fleet.DefaultChannel
 	}
 	return m
 }

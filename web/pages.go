@@ -142,7 +142,7 @@ func (s *Server) handleClients() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		groups, err := s.opts.Store.Groups(ctx)
+		groups, err := s.hub.Groups(ctx)
 		if err != nil {
 			s.pageError(w, err)
 			return
@@ -159,7 +159,6 @@ func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fl
 	now := time.Now()
 	q := pages.ParseClientsQuery(r.URL.Query())
 	vs := newVersions(target)
-	sortGroups(groups)
 	f := newDeviceFilter(q, groups)
 	sel := selectClients(devices, q, vs, c, f)
 	pending, revoked := pendingAndRevoked(ens)
