@@ -325,7 +325,7 @@ func TestHistoryPageGroupsInstalls(t *testing.T) {
 	}
 	want := []string{
 		"k1|installed|2.0|offered " + clockOf(t0) + " → downloading " + clockOf(t0.Add(time.Second)) + " → verifying " + clockOf(t0.Add(5*time.Second)) +
-			" → installing " + clockOf(t0.Add(6*time.Second)) + " → installed " + clockOf(t0.Add(9*time.Second)) + " from 1.0, took 9s",
+			" → installing " + clockOf(t0.Add(6*time.Second)) + " → installed " + clockOf(t0.Add(9*time.Second)) + " from 1.0; took 9s",
 		"k2|failed|2.0|offered " + clockOf(t0) + " → downloading " + clockOf(t0.Add(2*time.Second)) + " → failed " + clockOf(t0.Add(3*time.Second)) +
 			` download: Get "http://fleet.example:8080/downloads/u-2.0.zip": connection refused output`,
 	}

@@ -89,6 +89,7 @@ func HistoryRows(events []fleet.Event) []HistoryRow {
 		row    HistoryRow
 		newest int    // index in events of the row's newest event
 		from   string // the offer's "from" version
+		note   string // what else the offer said
 		start  time.Time
 	}
 	var all []*built
@@ -117,12 +118,15 @@ func HistoryRows(events []fleet.Event) []HistoryRow {
 		b.newest = i
 		b.row.Time = e.Time
 		if e.Event == fleet.EventOffered {
-			id, from, retry := parseOffer(e.Detail)
+			id, from, note, retry := parseOffer(e.Detail)
 			if id != "" && !slices.Contains(b.row.Offers, id) {
 				b.row.Offers = append(b.row.Offers, id)
 			}
-			if b.from == "" || b.from == OfferedAgain {
+			if b.from == "" {
 				b.from = from
+			}
+			if b.note == "" {
+				b.note = note
 			}
 			b.row.Retry = b.row.Retry || retry
 		}
@@ -140,13 +144,13 @@ func HistoryRows(events []fleet.Event) []HistoryRow {
 			if e.Event == fleet.EventFailed {
 				b.row.Detail = oneLine(e.Detail)
 			} else {
-				b.row.Detail = installedDetail(b.from, e.Time.Sub(b.start))
+				b.row.Detail = offerDetail(b.from, b.note, e.Time.Sub(b.start))
 			}
 		}
 	}
 	for _, b := range all {
-		if b.row.Install() && b.row.Detail == "" && b.from != "" {
-			b.row.Detail = fromDetail(b.from)
+		if b.row.Install() && b.row.Detail == "" {
+			b.row.Detail = offerDetail(b.from, b.note, 0)
 		}
 	}
 	slices.SortStableFunc(all, func(a, b *built) int { return a.newest - b.newest })
@@ -162,47 +166,52 @@ func HistoryRows(events []fleet.Event) []HistoryRow {
 }
 
 // parseOffer reads an offer event's detail, as the decision service and
-// an operator's offer again write it: "offer ID, from 1.0[, trying a
-// failed install again]" or "offer ID, offered again by an operator".
-func parseOffer(detail string) (id, from string, retry bool) {
+// an operator's offer again write it: "offer ID, from 1.0[, a rollback]
+// [, trying a failed install again][, why]" or "offered again by an
+// operator[, a rollback]". The note is what it says besides the id, the
+// version it came from and the retry.
+func parseOffer(detail string) (id, from, note string, retry bool) {
+	var notes []string
 	for p := range strings.SplitSeq(detail, ", ") {
 		switch {
-		case strings.HasPrefix(p, "offer "):
+		case strings.HasPrefix(p, "offer ") && id == "":
 			id = strings.TrimPrefix(p, "offer ")
-		case strings.HasPrefix(p, "from "):
+		case strings.HasPrefix(p, "from ") && from == "":
 			from = strings.TrimPrefix(p, "from ")
-		case p == OfferedAgain:
-			from, retry = p, true
-		case strings.Contains(p, "again"):
+		case p == "trying a failed install again":
 			retry = true
+		case p == OfferedAgain:
+			retry = true
+			notes = append(notes, p)
+		case p != "":
+			notes = append(notes, p)
 		}
 	}
-	return id, from, retry
+	return id, from, strings.Join(notes, ", "), retry
 }
 
-// OfferedAgain ends the detail of an operator's offer again (after
-// "offer ID, "), as the history shows it.
+// OfferedAgain is the detail of an operator's offer again, as the
+// history shows it.
 const OfferedAgain = "offered again by an operator"
 
-func fromDetail(from string) string {
-	switch from {
-	case "no version":
-		return "first install"
-	case OfferedAgain:
-		return from
-	}
-	return "from " + from
-}
-
-func installedDetail(from string, took time.Duration) string {
+// offerDetail is an install's line of detail: the version it came from,
+// what the offer said besides, and how long it took once it is done.
+func offerDetail(from, note string, took time.Duration) string {
 	var parts []string
-	if from != "" {
-		parts = append(parts, fromDetail(from))
+	switch from {
+	case "":
+	case "no version":
+		parts = append(parts, "first install")
+	default:
+		parts = append(parts, "from "+from)
+	}
+	if note != "" {
+		parts = append(parts, note)
 	}
 	if took >= time.Second {
 		parts = append(parts, "took "+took.Round(time.Second).String())
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, "; ")
 }
 
 // oneLine is s on one line, without download links' signatures, cut to

@@ -43,7 +43,7 @@ func TestHistoryRows(t *testing.T) {
 				ev(6, "a", installing, "2.0", ""),
 				ev(9, "a", installed, "2.0", ""),
 			},
-			want: []string{"a 2.0 installed: offered@0 downloading@1 verifying@5 installing@6 installed@9 | from 1.0, took 9s [O1]"},
+			want: []string{"a 2.0 installed: offered@0 downloading@1 verifying@5 installing@6 installed@9 | from 1.0; took 9s [O1]"},
 		},
 		{
 			name: "a failure shows its reason on one line, without the link's signature",
@@ -68,7 +68,7 @@ func TestHistoryRows(t *testing.T) {
 			want: []string{
 				"b 2.0 installing: offered@0 downloading@1 installing@4 | from 1.0 [O2]",
 				"b connected | from 10.0.0.2",
-				"a 2.0 installed: offered@0 downloading@1 installed@2 | from 1.0, took 2s [O1]",
+				"a 2.0 installed: offered@0 downloading@1 installed@2 | from 1.0; took 2s [O1]",
 			},
 		},
 		{
@@ -81,7 +81,7 @@ func TestHistoryRows(t *testing.T) {
 				ev(22, "a", offered, "2.0", "offer O4, from 1.0"),
 				ev(23, "a", installed, "2.0", ""),
 			},
-			want: []string{"a 2.0 installed: offered×3@0 downloading@21 installed@23 | from 1.0, took 23s [O1 O2 O3 O4]"},
+			want: []string{"a 2.0 installed: offered×3@0 downloading@21 installed@23 | from 1.0; took 23s [O1 O2 O3 O4]"},
 		},
 		{
 			name: "a retry after a failure is a row of its own",
@@ -94,17 +94,29 @@ func TestHistoryRows(t *testing.T) {
 				ev(32, "a", installed, "2.0", ""),
 			},
 			want: []string{
-				"a 2.0 installed retry: offered@30 downloading@31 installed@32 | from 1.0, took 2s [O2]",
+				"a 2.0 installed retry: offered@30 downloading@31 installed@32 | from 1.0; took 2s [O2]",
 				"a 2.0 failed older: offered@0 downloading@1 failed@2 | sha256 mismatch [O1]",
 			},
 		},
 		{
 			name: "an operator's offer again is a retry",
 			events: []fleet.Event{
-				ev(0, "a", offered, "2.0", "offer O1, offered again by an operator"),
-				ev(1, "a", downloading, "2.0", ""),
+				ev(0, "a", offered, "1.0", "offered again by an operator, a rollback"),
+				ev(1, "a", downloading, "1.0", ""),
 			},
-			want: []string{"a 2.0 downloading retry: offered@0 downloading@1 | offered again by an operator [O1]"},
+			want: []string{"a 1.0 downloading retry: offered@0 downloading@1 | offered again by an operator, a rollback"},
+		},
+		{
+			name: "what the offer says of a pin or a rollout stays",
+			events: []fleet.Event{
+				ev(0, "a", offered, "2.0", "offer O1, from 1.0, rollout canary, wave 1"),
+				ev(1, "b", offered, "1.0", "offer O2, from 2.0, a rollback, pinned to 1.0"),
+				ev(2, "a", installed, "2.0", ""),
+			},
+			want: []string{
+				"a 2.0 installed: offered@0 installed@2 | from 1.0; rollout canary, wave 1; took 2s [O1]",
+				"b 1.0 offered: offered@1 | from 2.0; a rollback, pinned to 1.0 [O2]",
+			},
 		},
 		{
 			name: "a step that goes back starts over and leaves the first unfinished",
