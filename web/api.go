@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -91,6 +92,11 @@ func (s *Server) handleHistory() http.Handler {
 		}
 		if events == nil {
 			events = []fleet.Event{}
+		}
+		// An agent's error may quote its download link: the history hands
+		// out no working one.
+		for i := range events {
+			events[i].Detail = downloadlink.Redact(events[i].Detail)
 		}
 		writeJSON(w, http.StatusOK, events)
 	})

@@ -318,6 +318,18 @@ func TestHistoryPageGroupsInstalls(t *testing.T) {
 			t.Errorf("%s shows a signed download link", path)
 		}
 	}
+	req, _ := http.NewRequest(http.MethodGet, p.srv.URL+"/api/v1/history?device=k2", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(body), sig) || !strings.Contains(string(body), `/downloads/u-2.0.zip\"`) {
+		t.Errorf("GET /api/v1/history: %s %s; want the failure without the link's signature", resp.Status, body)
+	}
+
 	doc := p.page(t, "/history", 200)
 	got := rows(doc.Find("#events tbody tr"))
 	for i := range got {
