@@ -18,7 +18,7 @@ var sortHeaders = []struct {
 	num, opt   bool
 }{
 	{"id", "ID", false, false},
-	{"hostname", "Hostname and labels", false, false},
+	{"hostname", "Hostname", false, false},
 	{"os", "OS", false, true},
 	{"cpu", "CPU", false, true},
 	{"memory", "Memory", true, true},

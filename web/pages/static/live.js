@@ -55,6 +55,7 @@
 		}
 		var bulk = document.getElementById("bulk");
 		var every = bulk && bulk.querySelector("input[name=all]");
+		if (bulk) bulk.classList.toggle("idle", n === 0 && !(every && every.checked));
 		var out = document.getElementById("selected-count");
 		if (!out) return;
 		if (every && every.checked) out.textContent = "All matching devices";
