@@ -224,5 +224,8 @@ func (s *Server) clientsWithBulk(w http.ResponseWriter, r *http.Request, back st
 	}
 	v := clientsView(view, since, devices, ens, c, groups)
 	v.Bulk = res
+	// The page answers a POST: a live refresh would fetch its URL again,
+	// which only takes a form. A filter or a link leads back to a live one.
+	v.Live = ""
 	s.render(w, r, status, pages.Clients(v))
 }

@@ -437,6 +437,11 @@ func TestBulkActionsFromClients(t *testing.T) {
 	if dev("bare").Pin != nil {
 		t.Error("bare still pinned")
 	}
+	// That page answers the POST: it does not follow along live (its
+	// URL takes only a form).
+	if live := doc.Find("body").AttrOr("data-live", ""); live != "" {
+		t.Errorf("the page of a bulk result follows along live: %q", live)
+	}
 
 	// Offer again: a pinned device is skipped, not failed.
 	resp, doc = p.postBulk(t, url.Values{"action": {"offer-again"}, "id": {"berlin-1", "berlin-2"}, "back": {back}})
