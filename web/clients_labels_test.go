@@ -14,6 +14,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/internal/poll"
 	"github.com/thinfleet/thinfleet/wire"
 )
 
@@ -463,4 +464,51 @@ func TestBulkActionsFromClients(t *testing.T) {
 		t.Error("munich-2 still there after a confirmed delete")
 	}
 	wantAudit(t, p.audited(t), "device.delete", "munich-2", "bulk", "dashboard")
+}
+
+func TestClientPagePlan(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	labelledFleet(t, p)
+	// A paused rollout of 3.0, the target, with munich-2 in its first
+	// wave: the release is held back from everyone, for a reason.
+	p.catalog(t, fleet.Catalog{Releases: []fleet.Release{release("3.0", "u-3.0.zip"), release("2.0", "u-2.0.zip"), release("1.1", "u-1.1.zip"), release("1.0", "u-1.0.zip")}, Target: "3.0"})
+	if err := p.store.CreateRollout(context.Background(), fleet.Rollout{
+		ID: "canary-3", Version: "3.0", State: fleet.RolloutPaused, Reason: "2 of 5 failed in wave canary",
+		Waves: []fleet.Wave{{Name: "canary", Percent: 10}, {Name: "all", Percent: 100}}, Members: map[string]fleet.Member{"munich-2": {Wave: 0, From: "1.0"}},
+		Created: time.Now(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]struct{ plan, rollout, hold string }{
+		"bare":     {"3.0 not offered rollout canary-3 paused: 2 of 5 failed in wave canary · rollout canary-3", "/rollouts/canary-3", "not offered rollout canary-3 paused: 2 of 5 failed in wave canary"},
+		"munich-2": {"3.0 not offered rollout canary-3 paused: 2 of 5 failed in wave canary · rollout canary-3", "/rollouts/canary-3", "not offered rollout canary-3 paused: 2 of 5 failed in wave canary"},
+		"berlin-2": {"1.0 installed pinned", "", ""},
+		"munich-1": {"1.1 offered pinned pinned to 1.1 by group frozen", "", ""},
+	} {
+		doc := p.page(t, "/clients/"+id, 200)
+		plan := doc.Find("#summary dd.plan")
+		if got := strings.Join(strings.Fields(plan.Text()), " "); got != want.plan {
+			t.Errorf("%s: planned %q, want %q", id, got, want.plan)
+		}
+		if got := plan.Find("a").AttrOr("href", ""); got != want.rollout {
+			t.Errorf("%s: rollout link %q, want %q", id, got, want.rollout)
+		}
+		if got := strings.Join(strings.Fields(doc.Find("#install p.hold").Text()), " "); got != want.hold {
+			t.Errorf("%s: install says %q, want %q", id, got, want.hold)
+		}
+	}
+	// Without the rollout, 3.0 is what every unpinned device is offered;
+	// the one that runs it has nothing to install.
+	if err := p.store.DeleteRollout(context.Background(), "canary-3"); err != nil {
+		t.Fatal(err)
+	}
+	p.device(t, "runs-3", kiosk("runs-3", "3.0", true))
+	poll.Eventually(t, 10*time.Second, "the plans without the rollout", func() error {
+		for id, want := range map[string]string{"bare": "3.0 offered the catalog's target", "runs-3": "3.0 installed"} {
+			if got := strings.Join(strings.Fields(p.page(t, "/clients/"+id, 200).Find("#summary dd.plan").Text()), " "); got != want {
+				return fmt.Errorf("%s: planned %q, want %q", id, got, want)
+			}
+		}
+		return nil
+	})
 }

@@ -80,8 +80,12 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 	}
 	m := memberOf(d, groups)
 	v.Groups, v.Channel, v.Pin = m.Groups, m.Channel, m.pinView()
-	if t, ok := c.TargetRelease(); ok && wire.Newer(t.Version, d.Version) {
-		v.Hold = d.HoldBack(t, time.Now()).Reason
+	if reported {
+		rollouts, err := s.hub.Rollouts(ctx)
+		if err != nil {
+			return pages.ClientView{}, err
+		}
+		v.Plan, v.Hold = planView(d, fleet.Plan(d, c, groups, rollouts), time.Now())
 	}
 	if v.Revoked() {
 		v.OfferNote = "The device is revoked."
@@ -90,6 +94,30 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 		v.OlderEvents = historyURL(fleet.EventFilter{Device: id}, events[len(events)-1].Seq)
 	}
 	return v, nil
+}
+
+// planView is what the device's page shows of its plan, and why the
+// release it concerns is not offered now (empty when it is, or when the
+// device runs it).
+func planView(d fleet.Device, t fleet.Target, now time.Time) (*pages.PlanView, string) {
+	v := &pages.PlanView{
+		Version: t.Release.Version, OK: t.OK, Why: t.Why, Pinned: t.Pinned,
+		Rollout: t.Rollout, Wave: t.Wave + 1, Rollback: t.Rollback, NotBefore: t.NotBefore,
+	}
+	if t.Rollout == "" {
+		v.Wave = 0
+	}
+	moves := t.Release.Version != "" && (t.Rollback || wire.Newer(t.Release.Version, d.Version))
+	v.Installed = t.Release.Version != "" && !moves
+	switch {
+	case !moves:
+		return v, ""
+	case !t.OK:
+		return v, t.Why
+	case t.NotBefore.After(now):
+		return v, t.Why
+	}
+	return v, ""
 }
 
 // handleOfferAgain offers one device its plan (fleet.Plan) again, with

@@ -186,12 +186,14 @@ type PlanView struct {
 	Why     string
 	Pinned  bool
 	// Rollout names the rollout that chose or holds back the release,
-	// Wave the device's wave in it (from 1).
+	// Wave the device's wave in it (from 1; 0 without a rollout).
 	Rollout  string
 	Wave     int
 	Rollback bool
 	// NotBefore is when a planned retry is due; zero when not waiting.
 	NotBefore time.Time
+	// Installed: the device runs Version already.
+	Installed bool
 }
 
 // Revoked reports whether the device's identity is revoked.
