@@ -479,11 +479,12 @@ func TestClientPagePlan(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]struct{ plan, rollout, hold string }{
-		"bare":     {"3.0 not offered rollout canary-3 paused: 2 of 5 failed in wave canary · rollout canary-3", "/rollouts/canary-3", "not offered rollout canary-3 paused: 2 of 5 failed in wave canary"},
-		"munich-2": {"3.0 not offered rollout canary-3 paused: 2 of 5 failed in wave canary · rollout canary-3", "/rollouts/canary-3", "not offered rollout canary-3 paused: 2 of 5 failed in wave canary"},
-		"berlin-2": {"1.0 installed pinned", "", ""},
-		"munich-1": {"1.1 offered pinned pinned to 1.1 by group frozen", "", ""},
+	paused := "rollout canary-3 paused: 2 of 5 failed in wave canary"
+	for id, want := range map[string]struct{ plan, rollout, hold, offer string }{
+		"bare":     {"3.0 not offered " + paused + " · rollout canary-3", "/rollouts/canary-3", "not offered " + paused, "Nothing to offer: " + paused + "."},
+		"munich-2": {"3.0 not offered " + paused + " · rollout canary-3", "/rollouts/canary-3", "not offered " + paused, "Nothing to offer: " + paused + "."},
+		"berlin-2": {"1.0 installed pinned", "", "", "The device is pinned: it is offered the version of its pin; unpin it to offer another."},
+		"munich-1": {"1.1 offered pinned pinned to 1.1 by group frozen", "", "", "The device is pinned: it is offered the version of its pin; unpin it to offer another."},
 	} {
 		doc := p.page(t, "/clients/"+id, 200)
 		plan := doc.Find("#summary dd.plan")
@@ -495,6 +496,10 @@ func TestClientPagePlan(t *testing.T) {
 		}
 		if got := strings.Join(strings.Fields(doc.Find("#install p.hold").Text()), " "); got != want.hold {
 			t.Errorf("%s: install says %q, want %q", id, got, want.hold)
+		}
+		form := doc.Find("#install form.offer")
+		if got := strings.TrimSpace(form.Find(".muted").Text()); form.Find("button[disabled]").Length() != 1 || got != want.offer {
+			t.Errorf("%s: offer again %q (disabled: %d), want it disabled: %q", id, got, form.Find("button[disabled]").Length(), want.offer)
 		}
 	}
 	// Without the rollout, 3.0 is what every unpinned device is offered;
@@ -508,6 +513,9 @@ func TestClientPagePlan(t *testing.T) {
 			if got := strings.Join(strings.Fields(p.page(t, "/clients/"+id, 200).Find("#summary dd.plan").Text()), " "); got != want {
 				return fmt.Errorf("%s: planned %q, want %q", id, got, want)
 			}
+		}
+		if got := strings.TrimSpace(p.page(t, "/clients/bare", 200).Find("#install form.offer button:not([disabled])").Text()); got != "Offer 3.0 again" {
+			return fmt.Errorf("bare's offer button %q", got)
 		}
 		return nil
 	})

@@ -72,7 +72,7 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 		Frame:    frame(r, "Client "+id, "clients", liveURL(since, "devices,catalog,history,enrollments", id)),
 		Reported: reported, Device: d, Enrollment: enrollment,
 		Mark: newVersions(c.Target).mark(d.Version), Target: c.Target,
-		OfferNote: s.offerNote(d, c), Events: events,
+		Events: events,
 	}
 	groups, err := s.hub.Groups(ctx)
 	if err != nil {
@@ -86,6 +86,11 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 			return pages.ClientView{}, err
 		}
 		v.Plan, v.Hold = planView(d, fleet.Plan(d, c, groups, rollouts), time.Now())
+		again := againPlan(d, c, groups, rollouts)
+		v.OfferNote, v.OfferVersion = offerPageNotes[s.againNotice(d, again)], again.Release.Version
+		if v.OfferNote == "" && !again.OK {
+			v.OfferNote = "Nothing to offer: " + again.Why + "."
+		}
 	}
 	if v.Revoked() {
 		v.OfferNote = "The device is revoked."
@@ -94,6 +99,43 @@ func (s *Server) clientView(r *http.Request, id string) (pages.ClientView, error
 		v.OlderEvents = historyURL(fleet.EventFilter{Device: id}, events[len(events)-1].Seq)
 	}
 	return v, nil
+}
+
+// offerPageNotes say on a device's page why offer again offers nothing
+// (againNotice); "no-target" says the plan's why instead.
+var offerPageNotes = map[string]string{
+	"no-action":  "This server cannot publish offers.",
+	"pinned":     "The device is pinned: it is offered the version of its pin; unpin it to offer another.",
+	"up-to-date": "The device already runs the version it is offered.",
+}
+
+// againPlan is what an operator's offer again offers d: its plan, as if
+// none of its installs had failed when it is held back or waits for its
+// next try.
+func againPlan(d fleet.Device, c fleet.Catalog, groups []fleet.Group, rollouts []fleet.Rollout) fleet.Target {
+	plan := fleet.Plan(d, c, groups, rollouts)
+	if plan.Retry {
+		again := d
+		again.OfferedAgain(plan.Release)
+		plan = fleet.Plan(again, c, groups, rollouts)
+	}
+	return plan
+}
+
+// againNotice says why offer again offers d nothing with plan (againPlan):
+// no-action, pinned, up-to-date or no-target; "" when it offers.
+func (s *Server) againNotice(d fleet.Device, plan fleet.Target) string {
+	switch {
+	case s.opts.Conn == nil:
+		return "no-action"
+	case plan.Pinned:
+		return "pinned"
+	case !plan.OK && plan.Release.Version != "" && d.Version != "" && !wire.Newer(plan.Release.Version, d.Version) && !plan.Rollback:
+		return "up-to-date"
+	case !plan.OK:
+		return "no-target"
+	}
+	return ""
 }
 
 // planView is what the device's page shows of its plan, and why the
@@ -194,22 +236,9 @@ func (s *Server) offerAgainPlan(r *http.Request, id string, bulk bool) (string, 
 	if err != nil {
 		return "", fleet.Target{}, err
 	}
-	plan := fleet.Plan(d, c, groups, rollouts)
-	if plan.Retry {
-		// Held back or waiting for its next try: as if none had failed.
-		again := d
-		again.OfferedAgain(plan.Release)
-		plan = fleet.Plan(again, c, groups, rollouts)
-	}
-	switch {
-	case s.opts.Conn == nil:
-		return "no-action", plan, nil
-	case plan.Pinned:
-		return "pinned", plan, nil
-	case !plan.OK && plan.Release.Version != "" && d.Version != "" && !wire.Newer(plan.Release.Version, d.Version) && !plan.Rollback:
-		return "up-to-date", plan, nil
-	case !plan.OK:
-		return "no-target", plan, nil
+	plan := againPlan(d, c, groups, rollouts)
+	if notice := s.againNotice(d, plan); notice != "" {
+		return notice, plan, nil
 	}
 	target := plan.Release
 	// The failures so far no longer hold the device back: the decision

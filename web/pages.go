@@ -11,7 +11,6 @@ import (
 
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/web/pages"
-	"github.com/thinfleet/thinfleet/wire"
 )
 
 // render writes a page. It renders into memory first, so a failure is a
@@ -194,18 +193,4 @@ func clientsView(r *http.Request, since uint64, devices []fleet.Device, ens []fl
 		}
 	}
 	return v
-}
-
-// offerNote says why the offer action is not available for d, or "".
-func (s *Server) offerNote(d fleet.Device, c fleet.Catalog) string {
-	target, ok := c.TargetRelease()
-	switch {
-	case s.opts.Conn == nil:
-		return "This server cannot publish offers."
-	case !ok:
-		return "There is no target version to offer."
-	case !wire.Newer(target.Version, d.Version):
-		return "The device already runs the target."
-	}
-	return ""
 }

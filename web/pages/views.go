@@ -165,8 +165,9 @@ type ClientView struct {
 	// cannot say.
 	Plan *PlanView
 	// OfferNote says why the offer action is not available; empty when
-	// it is.
-	OfferNote string
+	// it is, offering OfferVersion.
+	OfferNote    string
+	OfferVersion string
 	// Hold says why the decision does not offer the target to the
 	// device (held back, a retry planned, another platform); empty when
 	// nothing holds it back.
