@@ -81,8 +81,8 @@ func TestPendingPanel(t *testing.T) {
 	}
 	// Longest waiting first; the hostname the agent gave is text.
 	if got, want := rows(panel.Find("tbody tr")), []string{
-		"kiosk-evil|" + hostile + "|5 min ago|UKIOSKEV…QZ7XQM|Approve",
-		"kiosk-new|till-3.shop|2 min ago|UKIOSKNE…QZ7XQM|Approve",
+		"|kiosk-evil|" + hostile + "|5 min ago|UKIOSKEV…QZ7XQM|Approve",
+		"|kiosk-new|till-3.shop|2 min ago|UKIOSKNE…QZ7XQM|Approve",
 	}; strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("pending rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

@@ -520,3 +520,26 @@ func TestClientPagePlan(t *testing.T) {
 		return nil
 	})
 }
+
+func TestBulkApproveWaitingDevices(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	now := time.Now()
+	for _, id := range []string{"new-1", "new-2", "new-3"} {
+		p.enroll(t, id, id+".local", fleet.EnrollPending, now.Add(-time.Minute))
+	}
+	// Each waiting device can be ticked for the bulk bar.
+	doc := p.page(t, "/clients", 200)
+	if got := strings.Join(texts(doc.Find(`#pending input[name="id"][form="bulk"]`).Parent().Next()), " "); got != "new-1 new-2 new-3" {
+		t.Errorf("waiting devices with a box: %q", got)
+	}
+	resp, _ := p.postBulk(t, url.Values{"action": {"approve"}, "id": {"new-1", "new-3"}, "back": {"/clients"}})
+	if loc := resp.Header.Get("Location"); loc != "/clients?bulk=approve&done=2" {
+		t.Errorf("approve answered %s %q", resp.Status, loc)
+	}
+	for id, want := range map[string]fleet.EnrollState{"new-1": fleet.EnrollApproved, "new-2": fleet.EnrollPending, "new-3": fleet.EnrollApproved} {
+		if got := p.enrollState(t, id); got != want {
+			t.Errorf("%s is %s, want %s", id, got, want)
+		}
+	}
+	wantAudit(t, p.audited(t), "device.approve", "new-3", "bulk", "dashboard")
+}

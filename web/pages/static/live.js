@@ -46,12 +46,16 @@
 	// does nothing, so Enter never does another).
 	function boxes() { return document.querySelectorAll("input[type=checkbox][name=id][form=bulk]"); }
 	function counted() {
-		var n = 0, all = boxes();
-		all.forEach(function (b) { if (b.checked) n++; });
+		var n = 0, rows = 0, ticked = 0;
+		boxes().forEach(function (b) { if (b.checked) n++; });
+		document.querySelectorAll("table.clients input[type=checkbox][name=id]").forEach(function (b) {
+			rows++;
+			if (b.checked) ticked++;
+		});
 		var head = document.getElementById("select-page");
 		if (head) {
-			head.checked = all.length > 0 && n === all.length;
-			head.indeterminate = n > 0 && n < all.length;
+			head.checked = rows > 0 && ticked === rows;
+			head.indeterminate = ticked > 0 && ticked < rows;
 		}
 		var bulk = document.getElementById("bulk");
 		var every = bulk && bulk.querySelector("input[name=all]");
@@ -64,7 +68,7 @@
 	}
 	document.addEventListener("change", function (e) {
 		if (e.target.id === "select-page") {
-			boxes().forEach(function (b) { b.checked = e.target.checked; });
+			document.querySelectorAll("table.clients input[type=checkbox][name=id]").forEach(function (b) { b.checked = e.target.checked; });
 		}
 		if (e.target.matches("input[type=checkbox]")) counted();
 	});
