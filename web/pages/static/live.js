@@ -63,7 +63,7 @@
 		var out = document.getElementById("selected-count");
 		if (!out) return;
 		if (every && every.checked) out.textContent = "All matching devices";
-		else if (n === 0) out.textContent = "Tick devices below";
+		else if (n === 0) out.textContent = "Tick devices to act on them";
 		else out.textContent = n === 1 ? "1 device selected" : n + " devices selected";
 	}
 	document.addEventListener("change", function (e) {
