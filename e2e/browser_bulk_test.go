@@ -70,7 +70,7 @@ func TestBulkActionsInBrowser(t *testing.T) {
 		if ticked != "kiosk-1 kiosk-2" {
 			t.Errorf("after a refresh the ticked devices are %q, want kiosk-1 kiosk-2", ticked)
 		}
-		if got := eval[string](b, `document.getElementById("selected-count").textContent`); got != "2 devices selected" {
+		if got := eval[string](b, `document.getElementById("selected-count").textContent + " / " + document.getElementById("all-matching").textContent.replace(/\s+/g, " ").trim()`); got != "2 devices selected / or act on all 4 devices" {
 			t.Errorf("after a refresh the bar says %q", got)
 		}
 		b.shot("bulk-ticked")

@@ -60,6 +60,11 @@
 		var bulk = document.getElementById("bulk");
 		var every = bulk && bulk.querySelector("input[name=all]");
 		if (bulk) bulk.classList.toggle("idle", n === 0 && !(every && every.checked));
+		var table = document.getElementById("clients"), count = document.getElementById("all-count");
+		if (table && count && table.dataset.matching) {
+			count.textContent = table.dataset.matching;
+			document.getElementById("all-matching").hidden = table.dataset.matching === "0";
+		}
 		var out = document.getElementById("selected-count");
 		if (!out) return;
 		if (every && every.checked) out.textContent = "All matching devices";
