@@ -68,7 +68,8 @@ func (s *Server) handleOverview() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		events, _, err := s.opts.Store.EventPage(ctx, fleet.EventFilter{}, 0, 10)
+		// Ten rows of the history: an install is one of several events.
+		events, _, err := s.opts.Store.EventPage(ctx, fleet.EventFilter{}, 0, 40)
 		if err != nil {
 			s.pageError(w, err)
 			return

@@ -527,7 +527,7 @@ func Overview(v OverviewView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = EventTable(v.Events, v.Now, false).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = RecentEvents(v.Events, v.Now, 10).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
