@@ -543,3 +543,29 @@ func TestBulkApproveWaitingDevices(t *testing.T) {
 	}
 	wantAudit(t, p.audited(t), "device.approve", "new-3", "bulk", "dashboard")
 }
+
+func TestOverviewShowsTenWholeInstalls(t *testing.T) {
+	p := newPageTest(t, pageOptions{})
+	t0 := time.Now().Add(-time.Hour)
+	// Twelve installs of five steps each, one after another.
+	for i := range 12 {
+		id := fmt.Sprintf("k%02d", i)
+		for j, k := range []fleet.EventKind{fleet.EventOffered, fleet.EventDownloading, fleet.EventVerifying, fleet.EventInstalling, fleet.EventInstalled} {
+			p.event(t, fleet.Event{Time: t0.Add(time.Duration(i*10+j) * time.Second), Device: id, Event: k, Version: "2.0", Detail: "offer O" + id + ", from 1.0"})
+		}
+	}
+	doc := p.page(t, "/", 200)
+	rows := doc.Find("#recent tbody tr")
+	if rows.Length() != 10 {
+		t.Fatalf("%d rows of last events, want 10", rows.Length())
+	}
+	rows.Each(func(i int, tr *goquery.Selection) {
+		id := fmt.Sprintf("k%02d", 11-i)
+		if got := tr.Find("td.id").Text(); got != id {
+			t.Errorf("row %d is %s, want %s", i, got, id)
+		}
+		if got := strings.Join(texts(tr.Find("ol.steps .name")), " "); got != "offered downloading verifying installing installed" {
+			t.Errorf("row %d (%s) steps %q, want all five", i, id, got)
+		}
+	})
+}

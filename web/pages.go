@@ -68,8 +68,8 @@ func (s *Server) handleOverview() http.Handler {
 			s.pageError(w, err)
 			return
 		}
-		// Ten rows of the history: an install is one of several events.
-		events, _, err := s.opts.Store.EventPage(ctx, fleet.EventFilter{}, 0, 40)
+		// Ten rows of the history: an install is up to six events.
+		events, _, err := s.opts.Store.EventPage(ctx, fleet.EventFilter{}, 0, 60)
 		if err != nil {
 			s.pageError(w, err)
 			return
