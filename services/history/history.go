@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/store"
@@ -67,9 +68,10 @@ func (s *Service) handle(ctx context.Context, m store.AgentMessage) error {
 	if st.Progress {
 		return nil // bytes moving within a step: the device record has them
 	}
-	detail := st.Detail
+	// Without the signature of a download link the agent may quote.
+	detail := downloadlink.Redact(st.Detail)
 	if st.State == wire.StateFailed {
-		detail = failureDetail(st.Detail, st.Output)
+		detail = failureDetail(detail, downloadlink.Redact(st.Output))
 	}
 	e := fleet.Event{
 		Time: m.Time, Device: m.Device, Event: fleet.EventKind(st.State),

@@ -98,6 +98,14 @@ func TestEvents(t *testing.T) {
 			},
 		},
 		{
+			// The agent quotes its download link; its signature is a
+			// credential until it expires and stays out of the history.
+			device: "bad-3",
+			sent: []wire.Status{{Version: "2.0", State: wire.StateFailed,
+				Detail: `download: GET http://fleet:8080/downloads/u.zip?exp=1767225600&sig=c2VjcmV0: 503`, Output: "curl http://fleet:8080/downloads/u.zip?exp=1&sig=abc"}},
+			want: []string{"failed/2.0/download: GET http://fleet:8080/downloads/u.zip: 503 (output: curl http://fleet:8080/downloads/u.zip)"},
+		},
+		{
 			device: "bad-2",
 			sent:   []wire.Status{{Version: "2.0", State: wire.StateFailed, Detail: "interrupted: agent restarted"}},
 			want:   []string{"failed/2.0/interrupted: agent restarted"},
@@ -123,8 +131,8 @@ func TestEvents(t *testing.T) {
 	if got := natstest.Counter(t, "thinfleet_installs_total", map[string]string{"result": "installed"}) - installedBefore; got != 1 {
 		t.Errorf("installs{installed} grew by %v, want 1", got)
 	}
-	if got := natstest.Counter(t, "thinfleet_installs_total", map[string]string{"result": "failed"}) - failedBefore; got != 2 {
-		t.Errorf("installs{failed} grew by %v, want 2", got)
+	if got := natstest.Counter(t, "thinfleet_installs_total", map[string]string{"result": "failed"}) - failedBefore; got != 3 {
+		t.Errorf("installs{failed} grew by %v, want 3", got)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thinfleet/thinfleet/downloadlink"
 	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/store"
@@ -174,7 +175,10 @@ func (s *Service) status(ctx context.Context, m store.AgentMessage, st wire.Stat
 		}
 		in.State = st.State
 		in.BytesDone, in.BytesTotal = st.BytesDone, st.BytesTotal
-		in.Detail, in.Output = st.Detail, st.Output
+		// The agent's error may quote its download link: the signature
+		// in it is a credential until it expires, and no page or API
+		// answer should show it.
+		in.Detail, in.Output = downloadlink.Redact(st.Detail), downloadlink.Redact(st.Output)
 		in.Updated = m.Time
 		d.Install = in
 		if finished(st.State) && !(prev != nil && prev.Started.Equal(in.Started) && finished(prev.State)) {

@@ -182,6 +182,9 @@ func TestInstall(t *testing.T) {
 		// Another offer reporting straight away in progress.
 		{st("o2", "1.2", wire.StateDownloading, true, 10), true},
 		{st("o2", "1.2", wire.StateInstalled, false, 0), false},
+		// A failure quoting the signed download link keeps the link, not
+		// its signature.
+		{wire.Status{OfferID: "o3", Version: "1.3", State: wire.StateFailed, Detail: "GET http://f/downloads/u.zip?exp=1&sig=abc: 503", Output: "u.zip?exp=1&sig=abc"}, true},
 	}
 	for i, step := range steps {
 		e.send(t, wire.StatusSubject(id), step.sent)
@@ -202,6 +205,9 @@ func TestInstall(t *testing.T) {
 		}
 		if in.Updated.Before(in.Started) {
 			t.Errorf("step %d: updated %v before started %v", i, in.Updated, in.Started)
+		}
+		if strings.Contains(in.Detail+in.Output, "sig=") {
+			t.Errorf("step %d: the install record shows a link's signature: %q, %q", i, in.Detail, in.Output)
 		}
 		started = in.Started
 	}
