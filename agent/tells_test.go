@@ -179,7 +179,16 @@ func TestRevokedAtStart(t *testing.T) {
 		n := len(logLines(ta.log, "this device has been revoked"))
 		return n >= 3, fmt.Sprint(n)
 	})
-	if got := loud(ta.log); len(got) != 1 || !strings.Contains(got[0], revokedSaid) {
+	// One loud line says the device is revoked; the refusals after it
+	// are quiet. A request that timed out on a loaded machine is a
+	// warning of its own, not a refusal: it does not count.
+	var got []string
+	for _, l := range loud(ta.log) {
+		if !strings.Contains(l, "not enrolled yet") || !strings.Contains(l, "deadline exceeded") {
+			got = append(got, l)
+		}
+	}
+	if len(got) != 1 || !strings.Contains(got[0], revokedSaid) {
 		t.Errorf("warnings and errors = %q, want one, saying the device is revoked", got)
 	}
 }
