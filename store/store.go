@@ -140,6 +140,18 @@ func (s *Store) getDevice(ctx context.Context, id string) (fleet.Device, uint64,
 	return get[fleet.Device](ctx, s.devices, "device", id)
 }
 
+// deviceRecord returns device id's record as stored, or ErrNotFound.
+func (s *Store) deviceRecord(ctx context.Context, id string) (DeviceRecord, error) {
+	e, err := s.devices.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return DeviceRecord{}, ErrNotFound
+	}
+	if err != nil {
+		return DeviceRecord{}, fmt.Errorf("get device %s: %w", id, err)
+	}
+	return DeviceRecord{Data: e.Value(), Revision: e.Revision()}, nil
+}
+
 // get returns the value under device id in kv, decoded, and its
 // revision; ErrNotFound if there is none or id is no device id.
 func get[T any](ctx context.Context, kv jetstream.KeyValue, what, id string) (T, uint64, error) {
@@ -181,7 +193,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(d *fleet.De
 	if err := wire.ValidateID(id); err != nil {
 		return fleet.Device{}, err
 	}
-	return s.updateDevice(ctx, id, false, fn)
+	d, _, err := s.updateDevice(ctx, id, nil, false, fn)
+	return d, err
 }
 
 // UpdateExistingDevice is UpdateDevice for a device that must be there:
@@ -193,40 +206,59 @@ func (s *Store) UpdateExistingDevice(ctx context.Context, id string, fn func(d *
 	if wire.ValidateID(id) != nil {
 		return fleet.Device{}, ErrNotFound
 	}
-	return s.updateDevice(ctx, id, true, fn)
+	d, _, err := s.updateDevice(ctx, id, nil, true, fn)
+	return d, err
 }
 
-func (s *Store) updateDevice(ctx context.Context, id string, mustExist bool, fn func(d *fleet.Device) error) (fleet.Device, error) {
+// updateDevice is UpdateDevice, starting from held when it is not nil
+// (the record as the caller last saw it): the first try then writes
+// without reading. Every later try, after another writer came in between,
+// reads the record first. With mustExist, no record is ErrNotFound. It
+// returns the device and its record as written, or as they stood when fn
+// returned ErrUnchanged.
+func (s *Store) updateDevice(ctx context.Context, id string, held *DeviceRecord, mustExist bool, fn func(d *fleet.Device) error) (fleet.Device, DeviceRecord, error) {
 	for attempt := 0; ; attempt++ {
-		d, rev, err := s.getDevice(ctx, id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return fleet.Device{}, err
+		var rec DeviceRecord
+		if held != nil && attempt == 0 {
+			rec = *held
+		} else {
+			var err error
+			if rec, err = s.deviceRecord(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+				return fleet.Device{}, DeviceRecord{}, err
+			}
 		}
-		if mustExist && rev == 0 {
-			return fleet.Device{}, ErrNotFound
+		var d fleet.Device
+		if rec.Data != nil {
+			if err := json.Unmarshal(rec.Data, &d); err != nil {
+				return fleet.Device{}, DeviceRecord{}, fmt.Errorf("decode device %s: %w", id, err)
+			}
+		}
+		if mustExist && rec.Revision == 0 {
+			return fleet.Device{}, DeviceRecord{}, ErrNotFound
 		}
 		before := d
 		d.ID = id
 		if err := fn(&d); errors.Is(err, ErrUnchanged) {
-			return before, nil
+			return before, rec, nil
 		} else if err != nil {
-			return fleet.Device{}, err
+			return fleet.Device{}, DeviceRecord{}, err
 		}
 		data, err := json.Marshal(d)
 		if err != nil {
-			return fleet.Device{}, fmt.Errorf("encode device %s: %w", id, err)
+			return fleet.Device{}, DeviceRecord{}, fmt.Errorf("encode device %s: %w", id, err)
 		}
-		if rev == 0 {
-			_, err = s.devices.Create(ctx, id, data)
+		var rev uint64
+		if rec.Revision == 0 {
+			rev, err = s.devices.Create(ctx, id, data)
 		} else {
-			_, err = s.devices.Update(ctx, id, data, rev)
+			rev, err = s.devices.Update(ctx, id, data, rec.Revision)
 		}
 		if err == nil {
-			return d, nil
+			return d, DeviceRecord{Data: data, Revision: rev}, nil
 		}
 		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 		if !conflict || attempt >= 20 {
-			return fleet.Device{}, fmt.Errorf("write device %s: %w", id, err)
+			return fleet.Device{}, DeviceRecord{}, fmt.Errorf("write device %s: %w", id, err)
 		}
 	}
 }

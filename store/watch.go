@@ -27,6 +27,9 @@ type Change[T any] struct {
 	// Value is the value as written; zero when Deleted.
 	Value   T
 	Deleted bool
+	// Revision is the value's (or the deletion's) revision in its
+	// bucket; 0 for a history event.
+	Revision uint64
 	// Initial marks the values that were already stored when the watch
 	// began.
 	Initial bool
@@ -120,6 +123,13 @@ func (s *Store) WatchEvents(ctx context.Context, fn func(Change[fleet.Event]) er
 // all in), then the changes. It returns nil when ctx ends, fn's error as
 // is, or an error naming what when the watcher closes on its own.
 func follow[T any](ctx context.Context, w jetstream.KeyWatcher, what string, fn func(Change[T]) error) error {
+	return followWith(ctx, w, what, func(e jetstream.KeyValueEntry, v *T) error {
+		return json.Unmarshal(e.Value(), v)
+	}, fn)
+}
+
+// followWith is follow with decode making each value of its entry.
+func followWith[T any](ctx context.Context, w jetstream.KeyWatcher, what string, decode func(jetstream.KeyValueEntry, *T) error, fn func(Change[T]) error) error {
 	defer w.Stop()
 	initial := true
 	for {
@@ -142,10 +152,10 @@ func follow[T any](ctx context.Context, w jetstream.KeyWatcher, what string, fn 
 			initial = false
 			c = Change[T]{Loaded: true}
 		case e.Operation() != jetstream.KeyValuePut:
-			c.Key, c.Deleted = e.Key(), true
+			c.Key, c.Deleted, c.Revision = e.Key(), true, e.Revision()
 		default:
-			c.Key = e.Key()
-			if json.Unmarshal(e.Value(), &c.Value) != nil {
+			c.Key, c.Revision = e.Key(), e.Revision()
+			if decode(e, &c.Value) != nil {
 				continue
 			}
 		}

@@ -15,13 +15,18 @@
 // records, then asks the broker for its open connections (and again after
 // every reconnect to it, as the events sent while it was away are lost):
 // a device recorded alive without a connection turns notAlive at once.
+// It keeps watching the records (records.go), so that a flip is one
+// conditional write of the record presence holds, not a read and a write,
+// and a thousand connections closing at once cost a thousand writes.
 // Without the broker's events, a device recorded alive has three
 // intervals to prove it. A restart neither loses a device nor keeps a dead
 // one.
 //
 // Taking a heartbeat never waits for the store. The NATS callbacks update
 // the state under a mutex and return; store writes go through a writer
-// (writer.go) with a bounded number in flight, retried until they land.
+// (writer.go) with a bounded number in flight, retried until they land,
+// and the history events of flips through a store.Recorder, which has
+// many appends on their way at once and sends each again until it lands.
 // The sweep that declares silent devices notAlive measures silence only up
 // to a time presence has provably caught up with (sweep.go), so presence
 // falling behind, or the store stalling, never makes a healthy device
@@ -42,7 +47,6 @@ import (
 
 	"github.com/thinfleet/thinfleet/metrics"
 	"github.com/thinfleet/thinfleet/ratelimit"
-	"github.com/thinfleet/thinfleet/retry"
 	"github.com/thinfleet/thinfleet/store"
 	"github.com/thinfleet/thinfleet/wire"
 )
@@ -67,6 +71,8 @@ type Options struct {
 	SeenEvery time.Duration
 	// Writers bounds the store writes in flight (DefaultWriters).
 	Writers int
+	// Appends bounds the history appends on their way (DefaultAppends).
+	Appends int
 }
 
 // Defaults for Options.
@@ -74,6 +80,10 @@ const (
 	DefaultAccount   = "THINFLEET"
 	DefaultSeenEvery = time.Second
 	DefaultWriters   = 32
+	DefaultAppends   = 256
+	// closeWait bounds how long Run waits, at the end, for the history
+	// appends still on their way.
+	closeWait = 5 * time.Second
 	// sweepEvery is how often silence is checked; it bounds how late a
 	// device is declared notAlive, beyond its three intervals.
 	sweepEvery = 200 * time.Millisecond
@@ -97,6 +107,7 @@ type Service struct {
 	account   string
 	seenEvery time.Duration
 	writers   int
+	appends   int
 
 	// limiter drops a device's heartbeats past what any interval allows,
 	// before they reach the state, so a flood cannot delay others.
@@ -106,6 +117,10 @@ type Service struct {
 	handled atomic.Uint64
 	// wake tells the writer that a device needs writing.
 	wake chan struct{}
+	// recorder appends the flips' history events, started by Run.
+	recorder *store.Recorder
+	// appending counts the history events on their way.
+	appending atomic.Int64
 
 	mu sync.Mutex // guards the fields below
 	// devices is the state; see device for its invariants.
@@ -148,40 +163,58 @@ func New(opts Options) (*Service, error) {
 	if opts.Writers <= 0 {
 		opts.Writers = DefaultWriters
 	}
+	if opts.Appends <= 0 {
+		opts.Appends = DefaultAppends
+	}
 	return &Service{metrics: opts.Metrics,
 		log: opts.Log, store: opts.Store, nc: opts.Conn, sys: opts.SysConn,
-		account: opts.Account, seenEvery: opts.SeenEvery, writers: opts.Writers,
+		account: opts.Account, seenEvery: opts.SeenEvery, writers: opts.Writers, appends: opts.Appends,
 		wake:    make(chan struct{}, 1),
 		devices: map[string]*device{}, dirty: map[string]struct{}{}, heard: map[string]struct{}{},
 		limiter: ratelimit.New(heartbeatRate, int(2*heartbeatRate)),
 	}, nil
 }
 
-// Run tracks presence until ctx ends. It first loads the device records
-// (retrying while the store does not answer), then subscribes and starts
-// its goroutines: the writer, the sweep, the last-seen publisher and,
-// with a system connection, the reconciler. It returns once ctx has ended,
-// after unsubscribing and once those goroutines have returned (a write in
-// flight ends with ctx); NATS callbacks still running then return without
-// effect. The error is only for a subscription that cannot be made.
+// Run tracks presence until ctx ends. It first watches the device records
+// until it has loaded them (retrying while the store does not answer),
+// then subscribes and starts its goroutines: the writer, the sweep, the
+// last-seen publisher and, with a system connection, the reconciler. It
+// returns once ctx has ended, after unsubscribing and once those
+// goroutines have returned (a write in flight ends with ctx) and the
+// history appends on their way have landed, or closeWait has passed; NATS
+// callbacks still running then return without effect. The error is only
+// for a subscription that cannot be made.
 func (s *Service) Run(ctx context.Context) error {
-	if !s.reconcile(ctx, time.Now()) {
-		return nil
-	}
 	var wg sync.WaitGroup
+	var subs []*nats.Subscription
 	gctx, cancel := context.WithCancel(ctx)
-	defer func() { cancel(); wg.Wait() }()
-	goRun := func(f func(context.Context)) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f(gctx) }()
-	}
-	goRun(s.writer) // before any flip, so none waits for it
-	subs, hb, err := s.subscribe(gctx)
 	defer func() {
 		for _, sub := range subs {
 			_ = sub.Unsubscribe()
 		}
+		cancel()
+		wg.Wait()
+		if s.recorder != nil {
+			// After the writer: no event is appended any more.
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), closeWait)
+			defer ccancel()
+			s.recorder.Close(cctx)
+		}
 	}()
+	goRun := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(gctx) }()
+	}
+	loaded := make(chan struct{})
+	goRun(func(ctx context.Context) { s.watchRecords(ctx, time.Now(), loaded) })
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+		return nil
+	}
+	s.recorder = s.store.NewRecorder(s.log, s.metrics, s.appends)
+	goRun(s.writer) // before any flip, so none waits for it
+	subs, hb, err := s.subscribe(gctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting: the connection closed under it
@@ -195,35 +228,6 @@ func (s *Service) Run(ctx context.Context) error {
 	goRun(s.publisher)
 	<-ctx.Done()
 	return nil
-}
-
-// reconcile loads every record. A device recorded alive is assumed seen
-// at start: it turns notAlive three intervals later unless heartbeats
-// arrive. It reports false if ctx ended first.
-func (s *Service) reconcile(ctx context.Context, start time.Time) bool {
-	err := retry.Do(ctx, retry.Backoff{Pause: time.Second, Max: 30 * time.Second}, func(int) error {
-		devices, err := s.store.Devices(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("load devices, will retry", "err", err)
-			}
-			return err
-		}
-		alive := 0
-		s.mu.Lock()
-		for _, d := range devices {
-			st := &device{interval: clampInterval(d.HeartbeatMS), alive: d.Alive, recorded: d.Alive, recordedMS: d.HeartbeatMS}
-			if d.Alive {
-				alive++
-			}
-			s.devices[d.ID] = st
-		}
-		s.resumedAt = start
-		s.mu.Unlock()
-		s.log.Info("presence loaded", "devices", len(devices), "alive", alive)
-		return nil
-	})
-	return err == nil
 }
 
 // clampInterval is a stored interval as a duration within the bounds an

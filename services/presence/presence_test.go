@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,6 +234,56 @@ func TestDisconnect(t *testing.T) {
 	}
 	renewed.Close()
 	e.waitAlive(t, "dev-8", false)
+}
+
+// TestFlipWritesWithoutReading: presence holds the records it watches, so
+// a device whose connection closes costs one write of its record and no
+// read (a thousand closing at once are a thousand writes); and what
+// another service wrote to the record just before is kept.
+func TestFlipWritesWithoutReading(t *testing.T) {
+	e := setup(t)
+	e.start(t, true)
+	const long = time.Minute
+	quiet := e.srv.Conn("quiet-1")
+	e.beatUntilAlive(t, quiet, "quiet-1", long)
+	busy := e.srv.Conn("busy-1")
+	e.beatUntilAlive(t, busy, "busy-1", long)
+
+	var reads atomic.Int64
+	counter := e.srv.Conn("read-counter")
+	if _, err := counter.Subscribe("$JS.API.DIRECT.GET.KV_"+store.DevicesBucket+".>", func(*nats.Msg) { reads.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := counter.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	quiet.Close()
+	natstest.Eventually(t, 10*time.Second, func() error {
+		evs := natstest.Events(t, e.store, "quiet-1")
+		if len(evs) == 0 || evs[len(evs)-1].Event != fleet.EventDisconnected {
+			return fmt.Errorf("quiet-1: no disconnected event yet")
+		}
+		return nil
+	})
+	if n := reads.Load(); n != 0 {
+		t.Errorf("presence read device records %d times to record a closed connection, want 0", n)
+	}
+
+	// Another service writes busy-1 (inventory, decision) as it goes.
+	if _, err := e.store.UpdateDevice(context.Background(), "busy-1", func(d *fleet.Device) error {
+		d.Version = "2.0"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	busy.Close()
+	d := e.waitAlive(t, "busy-1", false)
+	if d.Version != "2.0" {
+		t.Errorf("busy-1 = %+v: the other service's version 2.0 was lost", d)
+	}
+	if got := events(t, e.store, "busy-1"); !strings.HasPrefix(got, "connected(heartbeat every 1m0s) disconnected(connection closed") || strings.Count(got, "disconnected") != 1 {
+		t.Errorf("busy-1 events = %q", got)
+	}
 }
 
 func TestRestart(t *testing.T) {

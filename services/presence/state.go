@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/thinfleet/thinfleet/fleet"
+	"github.com/thinfleet/thinfleet/store"
 )
 
 // device is what presence knows of one device. Every field is guarded by
@@ -26,9 +26,10 @@ type device struct {
 
 	writing bool      // a write of this device is in flight
 	retryAt time.Time // after a failed write, not before
-	// events are flips written to the record whose history events are
-	// still to be appended (they were refused by the store so far).
-	events []fleet.Event
+	// rec is the device's record as last stored, as far as presence knows
+	// (its watch, its own writes): the writer changes it without reading
+	// first. A zero rec (or one without data) makes the writer read.
+	rec store.DeviceRecord
 
 	conn        string    // the device's latest connection, from broker events
 	connectedAt time.Time // when the broker last reported it connecting
@@ -43,7 +44,7 @@ type device struct {
 
 // needsWrite reports whether the store is behind d.
 func (d *device) needsWrite() bool {
-	return d.alive != d.recorded || len(d.events) > 0 ||
+	return d.alive != d.recorded ||
 		(d.alive && !d.lastBeat.IsZero() && d.interval.Milliseconds() != d.recordedMS)
 }
 
@@ -134,7 +135,7 @@ func (s *Service) disconnected(id, conn, reason string, at time.Time) {
 		d.lateClosed, d.lateClosedAt = conn, at
 		return
 	}
-	if d.lastBeat.IsZero() && !d.alive && !d.recorded && !d.writing && len(d.events) == 0 {
+	if d.lastBeat.IsZero() && !d.alive && !d.recorded && !d.writing {
 		// Never a device as far as presence knows (a service, a tool):
 		// forget the connection.
 		delete(s.devices, id)

@@ -12,14 +12,13 @@ import (
 
 // job is one device's write, as the state asked for it when it was taken.
 type job struct {
-	id     string
-	kv     bool // the record is behind: write it
-	alive  bool
-	beat   time.Time
-	ms     int64
-	why    string
-	at     time.Time     // when alive flipped
-	events []fleet.Event // appended first: flips written before whose events were refused
+	id    string
+	alive bool
+	beat  time.Time
+	ms    int64
+	why   string
+	at    time.Time          // when alive flipped
+	rec   store.DeviceRecord // the record as presence last knew it
 }
 
 // writer writes the dirty devices, at most s.writers at a time, until ctx
@@ -68,76 +67,78 @@ func (s *Service) takeDirty() []job {
 		if d == nil || d.writing || !d.needsWrite() {
 			continue
 		}
-		ms := d.interval.Milliseconds()
-		kv := d.alive != d.recorded || (d.alive && !d.lastBeat.IsZero() && ms != d.recordedMS)
 		jobs = append(jobs, job{
-			id: id, kv: kv, alive: d.alive, beat: d.lastBeat, ms: ms,
-			why: d.why, at: d.flippedAt, events: d.events,
+			id: id, alive: d.alive, beat: d.lastBeat, ms: d.interval.Milliseconds(),
+			why: d.why, at: d.flippedAt, rec: d.rec,
 		})
-		d.writing, d.events = true, nil
+		d.writing = true
 	}
 	return jobs
 }
 
 // write brings the record of j's device up to date and, if Alive flipped
-// in the record, appends the event that says so. Only Alive, LastSeen and
+// in the record, appends the event that says so, without waiting for it
+// (the recorder sends it again until it lands). Only Alive, LastSeen and
 // HeartbeatMS are presence's to write; LastSeen only moves forward, and
 // is written with each flip, so that a notAlive device's record says when
-// it was last heard from.
+// it was last heard from. The write starts from the record presence holds
+// and is conditional on its revision: when another service wrote the
+// device meanwhile, the store reads it and applies the change again.
 func (s *Service) write(ctx context.Context, j job) {
-	events := j.events
-	if j.kv {
-		var flipped bool
-		_, err := s.store.UpdateDevice(ctx, j.id, func(r *fleet.Device) error {
-			flipped = false
-			if !j.alive && !r.Alive && r.LastSeen.IsZero() {
-				// No record (an operator deleted the device), or one that
-				// says nothing presence could correct: none is made.
-				return store.ErrUnchanged
-			}
-			flipped = r.Alive != j.alive
-			changed := flipped
-			r.Alive = j.alive
-			if j.beat.After(r.LastSeen) {
-				r.LastSeen, changed = j.beat, true
-			}
-			if !j.beat.IsZero() && r.HeartbeatMS != j.ms {
-				r.HeartbeatMS, changed = j.ms, true
-			}
-			if !changed {
-				return store.ErrUnchanged
-			}
-			return nil
-		})
-		if err != nil {
-			s.done(ctx, j, false, events, fmt.Errorf("write device: %w", err))
-			return
+	var flipped bool
+	_, rec, err := s.store.UpdateDeviceFrom(ctx, j.id, j.rec, func(r *fleet.Device) error {
+		flipped = false
+		if !j.alive && !r.Alive && r.LastSeen.IsZero() {
+			// No record (an operator deleted the device), or one that
+			// says nothing presence could correct: none is made.
+			return store.ErrUnchanged
 		}
-		if flipped {
-			kind := fleet.EventDisconnected
-			if j.alive {
-				kind = fleet.EventConnected
-			}
-			s.log.Info(string(kind), "device", j.id, "detail", j.why)
-			events = append(events, fleet.Event{Time: j.at.UTC(), Device: j.id, Event: kind, Detail: j.why})
+		flipped = r.Alive != j.alive
+		changed := flipped
+		r.Alive = j.alive
+		if j.beat.After(r.LastSeen) {
+			r.LastSeen, changed = j.beat, true
 		}
+		if !j.beat.IsZero() && r.HeartbeatMS != j.ms {
+			r.HeartbeatMS, changed = j.ms, true
+		}
+		if !changed {
+			return store.ErrUnchanged
+		}
+		return nil
+	})
+	if err != nil {
+		s.done(ctx, j, rec, fmt.Errorf("write device: %w", err))
+		return
 	}
-	for i, e := range events {
-		// The id makes a second try after an unknown outcome (a lost
-		// ack) append the event once.
-		dedup := fmt.Sprintf("presence:%s:%s:%d", e.Device, e.Event, e.Time.UnixNano())
-		if err := s.store.AppendEvent(ctx, e, dedup); err != nil {
-			s.done(ctx, j, true, events[i:], fmt.Errorf("append %s event: %w", e.Event, err))
-			return
+	if flipped {
+		kind := fleet.EventDisconnected
+		if j.alive {
+			kind = fleet.EventConnected
 		}
+		s.log.Info(string(kind), "device", j.id, "detail", j.why)
+		s.appendEvent(ctx, fleet.Event{Time: j.at.UTC(), Device: j.id, Event: kind, Detail: j.why})
 	}
-	s.done(ctx, j, true, nil, nil)
+	s.done(ctx, j, rec, nil)
 }
 
-// done records the outcome of j: whether the record was written, the
-// events still to append, and the error, if any, after which the device
-// waits for a backoff before its next write.
-func (s *Service) done(ctx context.Context, j job, written bool, left []fleet.Event, err error) {
+// appendEvent hands e to the recorder. Its id makes a second send after
+// an unknown outcome (a lost ack) append the event once.
+func (s *Service) appendEvent(ctx context.Context, e fleet.Event) {
+	dedup := fmt.Sprintf("presence:%s:%s:%d", e.Device, e.Event, e.Time.UnixNano())
+	s.appending.Add(1)
+	s.recorder.Append(ctx, e, dedup, func(err error) {
+		defer s.appending.Add(-1)
+		if err != nil {
+			s.log.Error("presence history event not appended", "device", e.Device, "event", e.Event, "err", err)
+		}
+	})
+}
+
+// done records the outcome of j: the record as stored after it (zero if
+// unknown), and the error, if any, after which the device waits for a
+// backoff before its next write.
+func (s *Service) done(ctx context.Context, j job, rec store.DeviceRecord, err error) {
 	if err != nil && ctx.Err() == nil {
 		s.log.Error("presence write, will retry", "device", j.id, "err", err)
 	}
@@ -148,21 +149,17 @@ func (s *Service) done(ctx context.Context, j job, written bool, left []fleet.Ev
 		return
 	}
 	d.writing = false
-	if written && j.kv {
-		d.recorded = j.alive
-		if !j.beat.IsZero() {
-			d.recordedMS = j.ms
-		}
-	}
-	d.events = append(left, d.events...)
-	if len(d.events) > maxPendingEvents {
-		s.log.Error("presence dropped history events the store refused", "device", j.id, "dropped", len(d.events)-maxPendingEvents)
-		d.events = d.events[len(d.events)-maxPendingEvents:]
+	if rec.Revision > d.rec.Revision {
+		d.rec = rec
 	}
 	if err != nil {
 		s.failures++
 		d.retryAt = time.Now().Add(min(retryBase<<min(s.failures-1, 5), retryMax))
 		return // the sweep queues it again once retryAt has passed
+	}
+	d.recorded = j.alive
+	if !j.beat.IsZero() {
+		d.recordedMS = j.ms
 	}
 	s.failures = 0
 	s.markDirty(j.id, d)
@@ -172,7 +169,4 @@ func (s *Service) done(ctx context.Context, j job, written bool, left []fleet.Ev
 const (
 	retryBase = 250 * time.Millisecond
 	retryMax  = 5 * time.Second
-	// maxPendingEvents bounds the history events one device keeps while
-	// the store refuses them: the oldest go first.
-	maxPendingEvents = 64
 )
