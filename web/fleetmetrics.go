@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/thinfleet/thinfleet/fleet"
 	"github.com/thinfleet/thinfleet/metrics"
 )
 
@@ -18,9 +19,12 @@ var (
 		"Devices by installed version (\"none\" before a first install).", []string{"version"}, nil)
 )
 
-// fleetCollector reads the device gauges from the store at each scrape.
-// The state is in JetStream, not in any process, so these numbers are
-// the fleet's whichever process serves them.
+// fleetCollector counts the device gauges at each scrape from the hub's
+// copy of the devices bucket, kept current by its watch: a scrape reads
+// nothing from the store, whatever the size of the fleet (it read and
+// decoded every record before, 10,000 of them at 10,000 devices). The
+// state is in JetStream, not in any process, so these numbers are the
+// fleet's whichever process serves them.
 type fleetCollector struct{ s *Server }
 
 func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -31,30 +35,35 @@ func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	devices, err := c.s.opts.Store.Devices(ctx)
+	t, err := c.s.hub.tally(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(devicesDesc, err)
 		return
 	}
-	var alive, notAlive int
-	versions := map[string]int{}
-	for _, d := range devices {
-		if d.Alive {
-			alive++
-		} else {
-			notAlive++
-		}
-		v := d.Version
-		if v == "" {
-			v = "none"
-		}
-		versions[v]++
-	}
-	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(alive), "alive")
-	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(notAlive), "not_alive")
-	for v, n := range versions {
+	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(t.alive), "alive")
+	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(t.notAlive), "not_alive")
+	for v, n := range t.versions {
 		ch <- prometheus.MustNewConstMetric(versionsDesc, prometheus.GaugeValue, float64(n), v)
 	}
+}
+
+// fleetTally is what the device gauges count.
+type fleetTally struct {
+	alive, notAlive int
+	versions        map[string]int // "none" before a first install
+}
+
+func (t *fleetTally) add(d *fleet.Device) {
+	if d.Alive {
+		t.alive++
+	} else {
+		t.notAlive++
+	}
+	v := d.Version
+	if v == "" {
+		v = "none"
+	}
+	t.versions[v]++
 }
 
 // handleMetrics serves the process's own metrics (Options.Gatherer: the

@@ -313,6 +313,33 @@ func (h *hub) Devices(ctx context.Context) ([]fleet.Device, error) {
 	return h.list, nil
 }
 
+// tally counts the devices for the metrics, under the lock, without a
+// copy of the list; from the store, as Devices does, only when the hub is
+// not ready in time.
+func (h *hub) tally(ctx context.Context) (fleetTally, error) {
+	t := fleetTally{versions: map[string]int{}}
+	h.ensure()
+	if !h.wait(ctx) {
+		if err := ctx.Err(); err != nil {
+			return t, err
+		}
+		ds, err := h.storeDevices(ctx)
+		if err != nil {
+			return t, err
+		}
+		for i := range ds {
+			t.add(&ds[i])
+		}
+		return t, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, d := range h.devices {
+		t.add(&d)
+	}
+	return t, nil
+}
+
 func (h *hub) storeDevices(ctx context.Context) ([]fleet.Device, error) {
 	ds, err := h.store.Devices(ctx)
 	slices.SortFunc(ds, func(a, b fleet.Device) int { return strings.Compare(a.ID, b.ID) })

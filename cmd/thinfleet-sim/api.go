@@ -107,23 +107,46 @@ func (p *api) view(ctx context.Context, f *simfleet.Fleet) (fleetView, error) {
 	return v, nil
 }
 
-// aliveOf counts the devices of group the API shows alive.
+// aliveOf counts the devices of group the API shows alive. It reads the
+// paginated list in id order (1,000 a page) only as far as the group's
+// last id: the disconnect and silent scenarios poll it back to back, and
+// a group of the first 1,000 agents is then one page however large the
+// fleet, so the polling neither loads the server with the whole list nor
+// adds a whole list's time to the figure.
 func (p *api) aliveOf(ctx context.Context, group []*simfleet.Agent) (int, error) {
-	ds, err := p.devices(ctx)
-	if err != nil {
-		return 0, err
-	}
 	in := make(map[string]bool, len(group))
+	last := ""
 	for _, a := range group {
 		in[a.ID()] = true
+		last = max(last, a.ID())
 	}
 	n := 0
-	for _, d := range ds {
-		if in[d.ID] && d.Alive {
-			n++
+	for cursor := ""; ; {
+		path := "/api/v1/devices?limit=1000"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
 		}
+		b, err := p.get(ctx, path)
+		if err != nil {
+			return 0, err
+		}
+		var page struct {
+			Devices    []apiDevice `json:"devices"`
+			NextCursor string      `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			return 0, fmt.Errorf("devices page: %w", err)
+		}
+		for _, d := range page.Devices {
+			if in[d.ID] && d.Alive {
+				n++
+			}
+		}
+		if page.NextCursor == "" || len(page.Devices) == 0 || page.Devices[len(page.Devices)-1].ID >= last {
+			return n, nil
+		}
+		cursor = page.NextCursor
 	}
-	return n, nil
 }
 
 // release is the part of an update the simulator reads.
