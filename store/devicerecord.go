@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,4 +50,25 @@ func (s *Store) UpdateDeviceFrom(ctx context.Context, id string, held DeviceReco
 		return s.updateDevice(ctx, id, nil, false, fn)
 	}
 	return s.updateDevice(ctx, id, &held, false, fn)
+}
+
+// ReadDevice returns device id as stored, decoded and as its record, for
+// a change through UpdateDeviceFrom that does not read it again; a Device
+// with only the id set and a zero record when there is none.
+func (s *Store) ReadDevice(ctx context.Context, id string) (fleet.Device, DeviceRecord, error) {
+	d := fleet.Device{ID: id}
+	if wire.ValidateID(id) != nil {
+		return d, DeviceRecord{}, nil
+	}
+	rec, err := s.deviceRecord(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return d, DeviceRecord{}, nil
+	}
+	if err != nil {
+		return d, DeviceRecord{}, err
+	}
+	if err := json.Unmarshal(rec.Data, &d); err != nil {
+		return fleet.Device{ID: id}, DeviceRecord{}, fmt.Errorf("decode device %s: %w", id, err)
+	}
+	return d, rec, nil
 }

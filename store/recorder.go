@@ -45,7 +45,7 @@ type pendingAppend struct {
 	data        []byte
 	future      jetstream.PubAckFuture
 	err         error // of the first send, when there is no future
-	done        func(error)
+	done        func(appended bool, err error)
 }
 
 // ackWait is how long an append may wait for its acknowledgment before it
@@ -85,10 +85,21 @@ var ErrRecorderClosed = errors.New("history recorder closed before the append wa
 // was sent, or the Recorder closed first.
 func (r *Recorder) Append(ctx context.Context, e fleet.Event, dedupID string, done func(error)) {
 	if done == nil {
-		done = func(error) {}
+		r.AppendOnce(ctx, e, dedupID, nil)
+		return
+	}
+	r.AppendOnce(ctx, e, dedupID, func(_ bool, err error) { done(err) })
+}
+
+// AppendOnce is Append that also tells done whether the event is new:
+// false when dedupID marked it a repeat that JetStream kept only once (or
+// when err is not nil).
+func (r *Recorder) AppendOnce(ctx context.Context, e fleet.Event, dedupID string, done func(appended bool, err error)) {
+	if done == nil {
+		done = func(bool, error) {}
 	}
 	if err := wire.ValidateID(e.Device); err != nil {
-		done(fmt.Errorf("append event: %w", err))
+		done(false, fmt.Errorf("append event: %w", err))
 		return
 	}
 	if e.Time.IsZero() {
@@ -97,7 +108,7 @@ func (r *Recorder) Append(ctx context.Context, e fleet.Event, dedupID string, do
 	e.Seq = 0
 	data, err := json.Marshal(e)
 	if err != nil {
-		done(fmt.Errorf("encode event: %w", err))
+		done(false, fmt.Errorf("encode event: %w", err))
 		return
 	}
 	if dedupID == "" {
@@ -106,17 +117,17 @@ func (r *Recorder) Append(ctx context.Context, e fleet.Event, dedupID string, do
 	select {
 	case r.slots <- struct{}{}:
 	case <-ctx.Done():
-		done(ctx.Err())
+		done(false, ctx.Err())
 		return
 	case <-r.stop:
-		done(ErrRecorderClosed)
+		done(false, ErrRecorderClosed)
 		return
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		<-r.slots
-		done(ErrRecorderClosed)
+		done(false, ErrRecorderClosed)
 		return
 	}
 	p := &pendingAppend{subject: historyPrefix + e.Device, id: dedupID, data: data, done: done}
@@ -135,17 +146,18 @@ func (r *Recorder) collect() {
 	for p := range r.pending {
 		err := p.err
 		for attempt := 1; ; attempt++ {
+			var ack *jetstream.PubAck
 			if err == nil {
 				timer.Reset(ackWait)
 				select {
-				case <-p.future.Ok():
+				case ack = <-p.future.Ok():
 				case err = <-p.future.Err():
 				case <-timer.C:
 					err = errors.New("no acknowledgment within " + ackWait.String())
 				}
 			}
 			if err == nil {
-				p.done(nil)
+				p.done(ack == nil || !ack.Duplicate, nil)
 				break
 			}
 			r.met.HistoryAppendError()
@@ -154,7 +166,7 @@ func (r *Recorder) collect() {
 			case <-r.stop:
 				r.met.HistoryAppendLost()
 				r.log.Error("history append given up at shutdown", "subject", p.subject, "id", p.id, "err", err)
-				p.done(fmt.Errorf("%w: %v", ErrRecorderClosed, err))
+				p.done(false, fmt.Errorf("%w: %v", ErrRecorderClosed, err))
 			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)):
 				p.future, err = r.js.PublishAsync(p.subject, p.data, jetstream.WithMsgID(p.id))
 				continue

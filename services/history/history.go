@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/thinfleet/thinfleet/downloadlink"
@@ -49,44 +50,76 @@ func New(opts Options) (*Service, error) {
 const ConsumerName = "history"
 
 // Run appends an event for every install step until ctx ends. It returns
-// once ctx has ended and the consumer has drained, with no goroutine of
-// its own left running; an error only when the consumer cannot be set up.
+// once ctx has ended, the consumer has drained and the appends on their
+// way have landed (or closeWait has passed: their statuses are then
+// redelivered at the next start), with no goroutine of its own left
+// running; an error only when the consumer cannot be set up.
+//
+// The appends go through a store.Recorder, many on their way at once: a
+// thousand agents reporting at once cost a thousand appends in flight, not
+// one synced append after another. A status is acknowledged once its
+// event is in the history.
 func (s *Service) Run(ctx context.Context) error {
-	return s.store.ConsumeAgent(ctx, s.log, s.metrics, ConsumerName, []string{wire.AllStatuses}, s.handle)
+	rec := s.store.NewRecorder(s.log, s.metrics, appends)
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeWait)
+		defer cancel()
+		rec.Close(cctx)
+	}()
+	return s.store.ConsumeAgentAsync(ctx, s.log, s.metrics, ConsumerName, []string{wire.AllStatuses},
+		func(ctx context.Context, m store.AgentMessage, done func(error)) { s.handle(ctx, rec, m, done) })
 }
 
-// handle records one status. The event's dedup id is the message's id, so
-// a redelivered status is kept once.
-func (s *Service) handle(ctx context.Context, m store.AgentMessage) error {
+// Bounds of the appends.
+const (
+	appends   = 256             // on their way at once
+	closeWait = 5 * time.Second // for those on their way when Run ends
+)
+
+// handle records one status and calls done once the event is in. The
+// event's dedup id is the message's id, so a redelivered status is kept
+// once.
+func (s *Service) handle(ctx context.Context, rec *store.Recorder, m store.AgentMessage, done func(error)) {
+	e, err := event(m)
+	if err != nil || e == nil {
+		done(err)
+		return
+	}
+	st := e.Event
+	rec.AppendOnce(ctx, *e, m.ID, func(appended bool, err error) {
+		// A redelivered status is kept once, and counted once.
+		if err == nil && appended && (st == fleet.EventKind(wire.StateInstalled) || st == fleet.EventKind(wire.StateFailed)) {
+			s.metrics.Installed(string(st))
+		}
+		if err == nil {
+			s.log.Debug("install step", "device", m.Device, "state", st, "version", e.Version)
+		}
+		done(err)
+	})
+}
+
+// event is the history event of one status message; nil for a status
+// that makes none.
+func event(m store.AgentMessage) (*fleet.Event, error) {
 	if m.Kind != wire.KindStatus {
-		return store.Permanent(fmt.Errorf("unexpected %s message", m.Kind))
+		return nil, store.Permanent(fmt.Errorf("unexpected %s message", m.Kind))
 	}
 	st, err := wire.Decode[wire.Status](m.Data)
 	if err != nil {
-		return store.Permanent(err)
+		return nil, store.Permanent(err)
 	}
 	if st.Progress {
-		return nil // bytes moving within a step: the device record has them
+		return nil, nil // bytes moving within a step: the device record has them
 	}
 	// Without the signature of a download link the agent may quote.
 	detail := downloadlink.Redact(st.Detail)
 	if st.State == wire.StateFailed {
 		detail = failureDetail(detail, downloadlink.Redact(st.Output))
 	}
-	e := fleet.Event{
+	return &fleet.Event{
 		Time: m.Time, Device: m.Device, Event: fleet.EventKind(st.State),
 		Version: st.Version, Detail: detail,
-	}
-	appended, err := s.store.AppendEventOnce(ctx, e, m.ID)
-	if err != nil {
-		return err
-	}
-	// A redelivered status is kept once, and counted once.
-	if appended && (st.State == wire.StateInstalled || st.State == wire.StateFailed) {
-		s.metrics.Installed(string(st.State))
-	}
-	s.log.Debug("install step", "device", m.Device, "state", st.State, "version", st.Version)
-	return nil
+	}, nil
 }
 
 // maxOutputTail bounds the output quoted in a failure's detail.

@@ -10,9 +10,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/thinfleet/thinfleet/downloadlink"
@@ -51,17 +53,52 @@ func New(opts Options) (*Service, error) {
 // ConsumerName is the durable consumer the service reads through.
 const ConsumerName = "inventory"
 
+// workers is how many devices' messages are applied at once. Each
+// message costs a read and a synced write of its device's record: one at
+// a time, the reports of 10,000 agents finishing a rollout at once took
+// minutes to land.
+const workers = 32
+
 // Run applies reports until ctx ends. It returns once ctx has ended and
 // the consumer has drained, with no goroutine of its own left running; an
 // error only when the consumer cannot be set up.
+//
+// Messages of different devices are applied side by side, by workers; a
+// device's messages all go to the same worker, in the order they came, so
+// two reports of a device never race here.
 func (s *Service) Run(ctx context.Context) error {
+	type job struct {
+		m    store.AgentMessage
+		done func(error)
+	}
+	queues := make([]chan job, workers)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan job, 64)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range queues[i] {
+				j.done(s.handle(ctx, j.m))
+			}
+		}()
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
 	subjects := []string{wire.AllHWReports, wire.AllVersionsInstalled, wire.AllStatuses}
-	return s.store.ConsumeAgent(ctx, s.log, s.metrics, ConsumerName, subjects, s.handle)
+	return s.store.ConsumeAgentAsync(ctx, s.log, s.metrics, ConsumerName, subjects, func(ctx context.Context, m store.AgentMessage, done func(error)) {
+		h := fnv.New32a()
+		h.Write([]byte(m.Device))
+		queues[h.Sum32()%workers] <- job{m, done}
+	})
 }
 
-// handle applies one message. The consumer calls it for one message at a
-// time, so two reports of a device never race here; presence may write
-// the same record in between, which UpdateDevice's compare-and-set
+// handle applies one message. Presence may write the same record in
+// between its read and its write, which the store's compare-and-set
 // absorbs.
 //
 // Events are appended before the record is written, with dedup ids made
@@ -92,7 +129,7 @@ func (s *Service) handle(ctx context.Context, m store.AgentMessage) error {
 }
 
 func (s *Service) hwReport(ctx context.Context, m store.AgentMessage, r wire.HWReport) error {
-	before, err := s.device(ctx, m.Device)
+	before, rec, err := s.store.ReadDevice(ctx, m.Device)
 	if err != nil {
 		return err
 	}
@@ -115,7 +152,7 @@ func (s *Service) hwReport(ctx context.Context, m store.AgentMessage, r wire.HWR
 			s.log.Info("hardware changed", "device", m.Device, "fields", e.Detail)
 		}
 	}
-	_, err = s.store.UpdateDevice(ctx, m.Device, func(d *fleet.Device) error {
+	_, _, err = s.store.UpdateDeviceFrom(ctx, m.Device, rec, func(d *fleet.Device) error {
 		seen(d, m)
 		d.Hostname = r.Hardware.Hostname
 		d.Hardware = r.Hardware
@@ -127,14 +164,14 @@ func (s *Service) hwReport(ctx context.Context, m store.AgentMessage, r wire.HWR
 }
 
 func (s *Service) versionInstalled(ctx context.Context, m store.AgentMessage, v wire.VersionInstalled) error {
-	before, err := s.device(ctx, m.Device)
+	before, rec, err := s.store.ReadDevice(ctx, m.Device)
 	if err != nil {
 		return err
 	}
 	if err := s.register(ctx, m, before); err != nil {
 		return err
 	}
-	_, err = s.store.UpdateDevice(ctx, m.Device, func(d *fleet.Device) error {
+	_, _, err = s.store.UpdateDeviceFrom(ctx, m.Device, rec, func(d *fleet.Device) error {
 		seen(d, m)
 		switch {
 		case v.Version != d.Version && v.PreviousVersion == "":
@@ -152,7 +189,7 @@ func (s *Service) versionInstalled(ctx context.Context, m store.AgentMessage, v 
 }
 
 func (s *Service) status(ctx context.Context, m store.AgentMessage, st wire.Status) error {
-	before, err := s.device(ctx, m.Device)
+	before, rec, err := s.store.ReadDevice(ctx, m.Device)
 	if err != nil {
 		return err
 	}
@@ -160,7 +197,7 @@ func (s *Service) status(ctx context.Context, m store.AgentMessage, st wire.Stat
 		return err
 	}
 	var took time.Duration // of an install this status finishes
-	_, err = s.store.UpdateDevice(ctx, m.Device, func(d *fleet.Device) error {
+	_, _, err = s.store.UpdateDeviceFrom(ctx, m.Device, rec, func(d *fleet.Device) error {
 		took = 0
 		in, prev := d.Install, d.Install
 		if in != nil && in.Updated.After(m.Time) {
@@ -207,15 +244,6 @@ func startsInstall(in fleet.Install, st wire.Status) bool {
 	}
 	c, err := wire.CompareVersions(st.Version, in.Version)
 	return err != nil || c != 0
-}
-
-// device returns the stored device, or a zero one with the id set.
-func (s *Service) device(ctx context.Context, id string) (fleet.Device, error) {
-	d, err := s.store.Device(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fleet.Device{ID: id}, nil
-	}
-	return d, err
 }
 
 // register records the first message inventory gets from a device. It
