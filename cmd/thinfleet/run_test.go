@@ -69,7 +69,7 @@ func TestEnvironmentFillsFlags(t *testing.T) {
 func TestCommandFlags(t *testing.T) {
 	service := "ca log-format log-level metrics nats-url replicas service-token"
 	want := map[string]string{
-		"server":      "approve-devices data enroll-burst enroll-rate http http-conns http-conns-per-addr http-idle-timeout http-read-timeout http-write-stall log-format log-level nats public-url publisher-key rescan retry-first retry-max retry-tries server-name tls-cert tls-key updates",
+		"server":      "approve-devices data enroll-burst enroll-rate http http-conns http-conns-per-addr http-idle-timeout http-read-timeout http-write-stall log-format log-level memory-limit nats pprof public-url publisher-key rescan retry-first retry-max retry-tries server-name tls-cert tls-key updates",
 		"broker":      "approve-devices cluster cluster-name data enroll-burst enroll-rate log-format log-level metrics nats replicas routes server-name tls-cert tls-key",
 		"enroll":      "approve-devices ca enroll-burst enroll-rate log-format log-level metrics nats-url replicas service-token",
 		"nats-config": "data log-format log-level",

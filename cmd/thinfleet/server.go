@@ -42,19 +42,23 @@ type serverOptions struct {
 	approve   *bool
 	limits    *enrollLimits
 	retry     *retryFlags
+	memory    *memoryFlags
 }
 
 func serverFlags(fs *flag.FlagSet) func(context.Context, env) error {
 	o := serverOptions{
 		data: dataFlag(fs), updates: updatesFlagsOn(fs), http: httpFlagsOn(fs), nats: listenFlagsOn(fs),
 		tls: tlsFlagsOn(fs), publicURL: publicURLFlag(fs), publisher: publisherKeyFlag(fs), approve: approveFlag(fs),
-		limits: enrollLimitsOn(fs), retry: retryFlagsOn(fs),
+		limits: enrollLimitsOn(fs), retry: retryFlagsOn(fs), memory: memoryFlagsOn(fs),
 	}
 	return func(ctx context.Context, e env) error { return runServer(ctx, o, e) }
 }
 
 func runServer(ctx context.Context, o serverOptions, e env) error {
 	log := e.log
+	if err := o.memory.apply(e.getenv, log); err != nil {
+		return err
+	}
 	if err := o.retry.check(); err != nil {
 		return err
 	}
@@ -106,7 +110,8 @@ func runServer(ctx context.Context, o serverOptions, e env) error {
 	if err != nil {
 		return err
 	}
-	runs = append(runs, enrollRun, func(ctx context.Context) error { return serveHTTP(ctx, srv, ln, ln.limits) }, b.Watch)
+	runs = append(runs, enrollRun, func(ctx context.Context) error { return serveHTTP(ctx, srv, ln, ln.limits) }, b.Watch,
+		func(ctx context.Context) error { return servePprof(ctx, o.memory.pprof, log) })
 
 	printBanner(e.stdout, banner{publicURL: ln.publicURL, natsURL: advertisedNATS(ln.publicURL, b.Addr()), updates: o.updates.dir, data: *o.data}, sec)
 	log.Info("thinfleet server running", "version", version, "nats", b.ClientURL(), "http", ln.Addr().String())
