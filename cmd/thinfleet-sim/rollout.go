@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -174,11 +175,11 @@ func (s *simulation) rollout(ctx context.Context) error {
 	ro.Downloads = round3(last.Sub(first).Seconds())
 	s.progress("downloads", "verified", ro.Verified, "failed", ro.Failed, "seconds", ro.Downloads)
 	err = s.waitFor(ctx, "the API showing every agent on "+r.Version, 250*time.Millisecond, func() (bool, string) {
-		v, err := s.api.view(ctx, s.f)
+		n, err := s.api.count(ctx, s.o.prefix, url.Values{"version": {r.Version}})
 		if err != nil {
 			return false, err.Error()
 		}
-		ro.Installed = v.versions[r.Version]
+		ro.Installed = n
 		return ro.Installed == len(s.f.Agents()), fmt.Sprintf("%d of %d on %s", ro.Installed, len(s.f.Agents()), r.Version)
 	})
 	ro.AllInstalled = round3(time.Since(r.Added).Seconds())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -210,12 +211,12 @@ func (s *simulation) connect(ctx context.Context) error {
 	s.f.Connect(ctx)
 	s.progress("connections open", "connected", s.f.Connected(), "seconds", round3(time.Since(start).Seconds()))
 	err := s.waitFor(ctx, "every agent alive in the API", 250*time.Millisecond, func() (bool, string) {
-		v, err := s.api.view(ctx, s.f)
+		n, err := s.api.count(ctx, s.o.prefix, url.Values{"alive": {"true"}})
 		if err != nil {
 			return false, err.Error()
 		}
-		s.res.Connect.Alive = v.alive
-		return v.alive == len(s.f.Agents()), fmt.Sprintf("%d of %d alive", v.alive, len(s.f.Agents()))
+		s.res.Connect.Alive = n
+		return n == len(s.f.Agents()), fmt.Sprintf("%d of %d alive", n, len(s.f.Agents()))
 	})
 	s.res.Connect.AllAlive = round3(time.Since(start).Seconds())
 	// Counted once the wait is over: a first attempt that failed under
