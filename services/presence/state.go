@@ -24,6 +24,7 @@ type device struct {
 	why        string    // the detail of the last flip, for its event
 	flippedAt  time.Time // when alive last changed
 
+	queued  bool      // in Service.dirty: a look at the flag, not the map, in every sweep
 	writing bool      // a write of this device is in flight
 	retryAt time.Time // after a failed write, not before
 	// rec is the device's record as last stored, as far as presence knows
@@ -73,9 +74,10 @@ func (s *Service) markDirty(id string, d *device) {
 	if d.writing || !d.needsWrite() || time.Now().Before(d.retryAt) {
 		return
 	}
-	if _, ok := s.dirty[id]; ok {
+	if d.queued {
 		return
 	}
+	d.queued = true
 	s.dirty[id] = struct{}{}
 	select {
 	case s.wake <- struct{}{}:

@@ -64,7 +64,11 @@ func (s *Service) takeDirty() []job {
 	for id := range s.dirty {
 		delete(s.dirty, id)
 		d := s.devices[id]
-		if d == nil || d.writing || !d.needsWrite() {
+		if d == nil {
+			continue
+		}
+		d.queued = false
+		if d.writing || !d.needsWrite() {
 			continue
 		}
 		jobs = append(jobs, job{
