@@ -171,6 +171,13 @@ func (s *Service) versionInstalled(ctx context.Context, m store.AgentMessage, v 
 	if err := s.register(ctx, m, before); err != nil {
 		return err
 	}
+	if !before.FirstSeen.IsZero() && before.Version == v.Version && (v.PreviousVersion == "" || v.PreviousVersion == before.PreviousVersion) {
+		// What every agent says each time it connects: an fsynced write
+		// of nothing but a later LastSeen (which presence keeps) is
+		// 10,000 of them when a fleet reconnects to a restarted server.
+		s.log.Debug("version unchanged: record kept as it was", "device", m.Device)
+		return nil
+	}
 	_, _, err = s.store.UpdateDeviceFrom(ctx, m.Device, rec, func(d *fleet.Device) error {
 		seen(d, m)
 		switch {

@@ -180,6 +180,17 @@ func TestVersion(t *testing.T) {
 			t.Errorf("after %+v: version %q previous %q, want %q %q", tt.sent, d.Version, d.PreviousVersion, tt.version, tt.previous)
 		}
 	}
+	// The same version again, as an agent says each time it connects:
+	// the record is not written at all.
+	_, before, err := e.store.ReadDevice(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.send(t, wire.VersionInstalledSubject(id), wire.VersionInstalled{Version: "1.2"})
+	e.settle(t)
+	if _, after, err := e.store.ReadDevice(context.Background(), id); err != nil || after.Revision != before.Revision {
+		t.Errorf("an unchanged version rewrote the record: revision %d, then %d (%v)", before.Revision, after.Revision, err)
+	}
 	// Registered once, by the first message whatever its kind.
 	if got := kinds(natstest.Events(t, e.store, id)); got != "registered" {
 		t.Errorf("events = %q, want registered", got)
