@@ -56,7 +56,8 @@ func serverFlags(fs *flag.FlagSet) func(context.Context, env) error {
 
 func runServer(ctx context.Context, o serverOptions, e env) error {
 	log := e.log
-	if err := o.memory.apply(e.getenv, log); err != nil {
+	memLimit, memFrom, err := o.memory.apply(e.getenv)
+	if err != nil {
 		return err
 	}
 	if err := o.retry.check(); err != nil {
@@ -114,7 +115,8 @@ func runServer(ctx context.Context, o serverOptions, e env) error {
 		func(ctx context.Context) error { return servePprof(ctx, o.memory.pprof, log) })
 
 	printBanner(e.stdout, banner{publicURL: ln.publicURL, natsURL: advertisedNATS(ln.publicURL, b.Addr()), updates: o.updates.dir, data: *o.data}, sec)
-	log.Info("thinfleet server running", "version", version, "nats", b.ClientURL(), "http", ln.Addr().String())
+	log.Info("thinfleet server running", "version", version, "nats", b.ClientURL(), "http", ln.Addr().String(),
+		"memory_limit_mib", memLimit, "memory_limit_from", memFrom)
 	for _, r := range runs {
 		g.Go(func() error { return r(gctx) })
 	}
