@@ -19,32 +19,16 @@ import (
 // applyEnrollment takes one change of the enrollments watch: the initial
 // records, then the Loaded mark, then each change.
 func (h *hub) applyEnrollment(c store.Change[fleet.Enrollment]) error {
-	en := c.Value
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case c.Initial:
-		if h.enrollLoad == nil {
-			h.enrollLoad = map[string]fleet.Enrollment{}
-		}
-		h.enrollLoad[en.ID] = en
-		return nil
-	case c.Loaded:
-		first := h.enrollments == nil
-		h.enrollments, h.enrollLoad, h.enrollList = h.enrollLoad, nil, nil
-		if h.enrollments == nil {
-			h.enrollments = map[string]fleet.Enrollment{}
-		}
-		if first {
-			h.startedLocked()
-		} else {
-			h.notifyLocked(topicEnrollments, "") // a watch started again
-		}
-		return nil
+	switch first, changed := h.enrollments.apply(c); {
+	case first:
+		h.startedLocked()
+	case changed && c.Loaded:
+		h.notifyLocked(topicEnrollments, "") // a watch started again
+	case changed:
+		h.notifyLocked(topicEnrollments, c.Key)
 	}
-	h.enrollments[en.ID] = en
-	h.enrollList = nil
-	h.notifyLocked(topicEnrollments, en.ID)
 	return nil
 }
 
@@ -62,14 +46,7 @@ func (h *hub) Enrollments(ctx context.Context) ([]fleet.Enrollment, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.enrollList == nil {
-		h.enrollList = make([]fleet.Enrollment, 0, len(h.enrollments))
-		for _, en := range h.enrollments {
-			h.enrollList = append(h.enrollList, en)
-		}
-		slices.SortFunc(h.enrollList, byEnrollID)
-	}
-	return h.enrollList, nil
+	return h.enrollments.sorted(), nil
 }
 
 func byEnrollID(a, b fleet.Enrollment) int { return strings.Compare(a.ID, b.ID) }

@@ -25,32 +25,12 @@ import (
 func (h *hub) applyGroup(c store.Change[fleet.Group]) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case c.Initial:
-		if h.groupLoad == nil {
-			h.groupLoad = map[string]fleet.Group{}
-		}
-		h.groupLoad[c.Key] = c.Value
-		return nil
-	case c.Loaded:
-		first := h.groups == nil
-		h.groups, h.groupLoad, h.groupList = h.groupLoad, nil, nil
-		if h.groups == nil {
-			h.groups = map[string]fleet.Group{}
-		}
-		if first {
-			h.startedLocked()
-		} else {
-			h.notifyLocked(topicGroups|topicDevices, "") // a watch started again
-		}
-		return nil
-	case c.Deleted:
-		delete(h.groups, c.Key)
-	default:
-		h.groups[c.Key] = c.Value
+	switch first, changed := h.groups.apply(c); {
+	case first:
+		h.startedLocked()
+	case changed:
+		h.notifyLocked(topicGroups|topicDevices, "")
 	}
-	h.groupList = nil
-	h.notifyLocked(topicGroups|topicDevices, "")
 	return nil
 }
 
@@ -68,14 +48,7 @@ func (h *hub) Groups(ctx context.Context) ([]fleet.Group, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.groupList == nil {
-		h.groupList = make([]fleet.Group, 0, len(h.groups))
-		for _, g := range h.groups {
-			h.groupList = append(h.groupList, g)
-		}
-		slices.SortFunc(h.groupList, byGroupName)
-	}
-	return h.groupList, nil
+	return h.groups.sorted(), nil
 }
 
 func byGroupName(a, b fleet.Group) int { return strings.Compare(a.Name, b.Name) }

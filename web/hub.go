@@ -53,20 +53,13 @@ type hub struct {
 	// loaded, or when loading it failed.
 	catalog *fleet.Catalog
 
-	enrollments map[string]fleet.Enrollment
-	enrollLoad  map[string]fleet.Enrollment // a fresh watch's initial records
-	enrollList  []fleet.Enrollment          // enrollments by id; nil when stale
-
-	groups    map[string]fleet.Group
-	groupLoad map[string]fleet.Group // a fresh watch's initial records
-	groupList []fleet.Group          // groups by name; nil when stale
+	enrollments copyOf[fleet.Enrollment] // by id
+	groups      copyOf[fleet.Group]      // by name
 
 	// seen are presence's last-seen times (seen.go), merged into devices.
 	seen map[string]time.Time
 
-	rollouts    map[string]fleet.Rollout
-	rolloutLoad map[string]fleet.Rollout // a fresh watch's initial records
-	rolloutList []fleet.Rollout          // rollouts newest first; nil when stale
+	rollouts copyOf[fleet.Rollout] // newest first
 }
 
 // seenEvery is how often a change of nothing but a device's last-seen time
@@ -87,6 +80,9 @@ func newHub(store *store.Store, log *slog.Logger) *hub {
 	return &hub{
 		store: store, log: log, seenEvery: seenEvery, ctx: ctx, cancel: cancel,
 		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}, waiting: 6,
+		enrollments: copyOf[fleet.Enrollment]{order: byEnrollID},
+		groups:      copyOf[fleet.Group]{order: byGroupName},
+		rollouts:    copyOf[fleet.Rollout]{order: newestRolloutFirst},
 	}
 }
 

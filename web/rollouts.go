@@ -25,32 +25,12 @@ import (
 func (h *hub) applyRollout(c store.Change[fleet.Rollout]) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case c.Initial:
-		if h.rolloutLoad == nil {
-			h.rolloutLoad = map[string]fleet.Rollout{}
-		}
-		h.rolloutLoad[c.Key] = c.Value
-		return nil
-	case c.Loaded:
-		first := h.rollouts == nil
-		h.rollouts, h.rolloutLoad, h.rolloutList = h.rolloutLoad, nil, nil
-		if h.rollouts == nil {
-			h.rollouts = map[string]fleet.Rollout{}
-		}
-		if first {
-			h.startedLocked()
-		} else {
-			h.notifyLocked(topicRollouts, "") // a watch started again
-		}
-		return nil
-	case c.Deleted:
-		delete(h.rollouts, c.Key)
-	default:
-		h.rollouts[c.Key] = c.Value
+	switch first, changed := h.rollouts.apply(c); {
+	case first:
+		h.startedLocked()
+	case changed:
+		h.notifyLocked(topicRollouts, "")
 	}
-	h.rolloutList = nil
-	h.notifyLocked(topicRollouts, "")
 	return nil
 }
 
@@ -69,14 +49,7 @@ func (h *hub) Rollouts(ctx context.Context) ([]fleet.Rollout, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.rolloutList == nil {
-		h.rolloutList = make([]fleet.Rollout, 0, len(h.rollouts))
-		for _, r := range h.rollouts {
-			h.rolloutList = append(h.rolloutList, r)
-		}
-		slices.SortFunc(h.rolloutList, newestRolloutFirst)
-	}
-	return h.rolloutList, nil
+	return h.rollouts.sorted(), nil
 }
 
 func newestRolloutFirst(a, b fleet.Rollout) int {
@@ -97,7 +70,7 @@ func (h *hub) Rollout(ctx context.Context, id string) (fleet.Rollout, error) {
 		return h.store.Rollout(ctx, id)
 	}
 	h.mu.Lock()
-	r, ok := h.rollouts[id]
+	r, ok := h.rollouts.get(id)
 	h.mu.Unlock()
 	if !ok {
 		return fleet.Rollout{}, store.ErrNotFound
@@ -128,7 +101,7 @@ func (h *hub) awaitRollout(ctx context.Context, id string, done func(r fleet.Rol
 	defer t.Stop()
 	for {
 		h.mu.Lock()
-		r, ok := h.rollouts[id]
+		r, ok := h.rollouts.get(id)
 		h.mu.Unlock()
 		if done(r, ok) {
 			return
