@@ -203,26 +203,13 @@ func clientsBack(back string) string {
 // clientsWithBulk answers with the Clients page as back shows it, and
 // what the bulk action did or why it did nothing.
 func (s *Server) clientsWithBulk(w http.ResponseWriter, r *http.Request, back string, status int, res *pages.BulkResult) {
-	u, _ := url.Parse(back)
 	view := r.Clone(r.Context())
-	view.URL = u
-	ctx := r.Context()
-	since, devices, c, err := s.snapshot(ctx)
+	view.URL, _ = url.Parse(back)
+	v, err := s.clientsPage(view)
 	if err != nil {
 		s.pageError(w, err)
 		return
 	}
-	ens, err := s.hub.Enrollments(ctx)
-	if err != nil {
-		s.pageError(w, err)
-		return
-	}
-	groups, err := s.hub.Groups(ctx)
-	if err != nil {
-		s.pageError(w, err)
-		return
-	}
-	v := clientsView(view, since, devices, ens, c, groups)
 	v.Bulk = res
 	// The page answers a POST: a live refresh would fetch its URL again,
 	// which only takes a form. A filter or a link leads back to a live one.

@@ -131,24 +131,32 @@ func (s *Server) handleOverview() http.Handler {
 
 func (s *Server) handleClients() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		since, devices, c, err := s.snapshot(ctx)
+		v, err := s.clientsPage(r)
 		if err != nil {
 			s.pageError(w, err)
 			return
 		}
-		ens, err := s.hub.Enrollments(ctx)
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		groups, err := s.hub.Groups(ctx)
-		if err != nil {
-			s.pageError(w, err)
-			return
-		}
-		s.render(w, r, http.StatusOK, pages.Clients(clientsView(r, since, devices, ens, c, groups)))
+		s.render(w, r, http.StatusOK, pages.Clients(v))
 	})
+}
+
+// clientsPage is the Clients page r asks for (its query chooses the
+// devices), from the hub's copies.
+func (s *Server) clientsPage(r *http.Request) (pages.ClientsView, error) {
+	ctx := r.Context()
+	since, devices, c, err := s.snapshot(ctx)
+	if err != nil {
+		return pages.ClientsView{}, err
+	}
+	ens, err := s.hub.Enrollments(ctx)
+	if err != nil {
+		return pages.ClientsView{}, err
+	}
+	groups, err := s.hub.Groups(ctx)
+	if err != nil {
+		return pages.ClientsView{}, err
+	}
+	return clientsView(r, since, devices, ens, c, groups), nil
 }
 
 // clientsView selects, sorts and cuts one page of devices.
