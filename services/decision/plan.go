@@ -89,30 +89,7 @@ func newPolicyWatch[T any]() *policyWatch[T] {
 // watchGroups keeps the groups in s.policy until ctx ends, and re-plans
 // every device when one changes.
 func (s *Service) watchGroups(ctx context.Context) error {
-	s.store.Rewatch(ctx, s.log, "groups", func(ctx context.Context) error {
-		fresh := map[string]fleet.Group{}
-		return s.store.WatchGroups(ctx, func(c store.Change[fleet.Group]) error {
-			if !c.Loaded {
-				if c.Deleted {
-					delete(fresh, c.Key)
-				} else {
-					fresh[c.Key] = c.Value
-				}
-				if c.Initial {
-					return nil
-				}
-			}
-			s.pmu.Lock()
-			s.groups.values = maps.Clone(fresh)
-			s.publishPolicy()
-			s.pmu.Unlock()
-			if c.Loaded {
-				s.groups.once.Do(func() { close(s.groups.loaded) })
-			}
-			s.replanAll(ctx, "group "+c.Key)
-			return nil
-		})
-	})
+	followPolicy(ctx, s, "group", s.groups, s.store.WatchGroups, func(prev, next fleet.Group) bool { return true })
 	return nil
 }
 
@@ -120,36 +97,46 @@ func (s *Service) watchGroups(ctx context.Context) error {
 // re-plans every device when one changes in a way that can change a
 // plan (not its counts or samples).
 func (s *Service) watchRollouts(ctx context.Context) error {
-	s.store.Rewatch(ctx, s.log, "rollouts", func(ctx context.Context) error {
-		fresh := map[string]fleet.Rollout{}
-		return s.store.WatchRollouts(ctx, func(c store.Change[fleet.Rollout]) error {
-			relevant := true
+	followPolicy(ctx, s, "rollout", s.rollouts, s.store.WatchRollouts, plansDiffer)
+	return nil
+}
+
+// followPolicy keeps w's values from watch (of the bucket of what) until
+// ctx ends, watching again when the watch breaks: once the initial
+// values are in, and at each change after, it publishes the policy, and
+// re-plans every device unless relevant says a changed value cannot
+// change a plan (a value new or deleted always can).
+func followPolicy[T any](ctx context.Context, s *Service, what string, w *policyWatch[T],
+	watch func(context.Context, func(store.Change[T]) error) error, relevant func(prev, next T) bool) {
+	s.store.Rewatch(ctx, s.log, what+"s", func(ctx context.Context) error {
+		fresh := map[string]T{}
+		return watch(ctx, func(c store.Change[T]) error {
+			replan := true
 			if !c.Loaded {
 				prev, had := fresh[c.Key]
 				if c.Deleted {
 					delete(fresh, c.Key)
 				} else {
 					fresh[c.Key] = c.Value
-					relevant = !had || plansDiffer(prev, c.Value)
+					replan = !had || relevant(prev, c.Value)
 				}
 				if c.Initial {
 					return nil
 				}
 			}
 			s.pmu.Lock()
-			s.rollouts.values = maps.Clone(fresh)
+			w.values = maps.Clone(fresh)
 			s.publishPolicy()
 			s.pmu.Unlock()
 			if c.Loaded {
-				s.rollouts.once.Do(func() { close(s.rollouts.loaded) })
+				w.once.Do(func() { close(w.loaded) })
 			}
-			if relevant {
-				s.replanAll(ctx, "rollout "+c.Key)
+			if replan {
+				s.replanAll(ctx, what+" "+c.Key)
 			}
 			return nil
 		})
 	})
-	return nil
 }
 
 // plansDiffer reports whether a rollout changed in a way that can change
