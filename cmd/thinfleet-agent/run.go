@@ -65,9 +65,10 @@ type options struct {
 
 // noEnv are the flags not read from the environment: install commands
 // run with THINFLEET_VERSION set, and must not turn an agent they start
-// into one that prints its version. The labels come from
-// THINFLEET_LABELS (plural: a list), read by run itself.
-var noEnv = map[string]bool{"version": true, "label": true}
+// into one that prints its version. --label is read from THINFLEET_LABEL
+// like every flag (a comma separated list), and, when neither gives any,
+// from THINFLEET_LABELS, read by run itself.
+var noEnv = map[string]bool{"version": true}
 
 // labelsFlag is --label: repeatable, each "key=value" or a comma separated
 // list of them.

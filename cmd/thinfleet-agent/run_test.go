@@ -184,6 +184,10 @@ func TestAgentLabels(t *testing.T) {
 			map[string]string{"site": "berlin", "ring": "canary"}},
 		{"flags over environment", []string{"--label", "site=paris"}, map[string]string{"THINFLEET_LABELS": "site=berlin,ring=canary"},
 			map[string]string{"site": "paris"}},
+		{"the flag's own variable", nil, map[string]string{"THINFLEET_LABEL": "site=berlin,ring=canary"},
+			map[string]string{"site": "berlin", "ring": "canary"}},
+		{"the flag's own variable over the plural", nil, map[string]string{"THINFLEET_LABEL": "site=rome", "THINFLEET_LABELS": "site=berlin"},
+			map[string]string{"site": "rome"}},
 		{"none", nil, nil, nil},
 	}
 	for i, tt := range tests {
