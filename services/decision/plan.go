@@ -104,8 +104,10 @@ func (s *Service) watchRollouts(ctx context.Context) error {
 // followPolicy keeps w's values from watch (of the bucket of what) until
 // ctx ends, watching again when the watch breaks: once the initial
 // values are in, and at each change after, it publishes the policy, and
-// re-plans every device unless relevant says a changed value cannot
-// change a plan (a value new or deleted always can).
+// re-plans every device (but at the very first load, which the
+// service's start follows with a plan of every device) unless relevant
+// says a changed value cannot change a plan (a value new or deleted
+// always can).
 func followPolicy[T any](ctx context.Context, s *Service, what string, w *policyWatch[T],
 	watch func(context.Context, func(store.Change[T]) error) error, relevant func(prev, next T) bool) {
 	s.store.Rewatch(ctx, s.log, what+"s", func(ctx context.Context) error {
@@ -129,7 +131,15 @@ func followPolicy[T any](ctx context.Context, s *Service, what string, w *policy
 			s.publishPolicy()
 			s.pmu.Unlock()
 			if c.Loaded {
-				w.once.Do(func() { close(w.loaded) })
+				first := false
+				w.once.Do(func() { close(w.loaded); first = true })
+				if first {
+					// The service's start plans every device, once
+					// everything is loaded (the catalog's first value):
+					// a re-plan here could come after that start and
+					// offer everything twice.
+					return nil
+				}
 			}
 			if replan {
 				s.replanAll(ctx, what+" "+c.Key)
