@@ -142,22 +142,7 @@ func (s *Store) WatchRollouts(ctx context.Context, fn func(Change[fleet.Rollout]
 
 // getNamed is get for a key that is a name (ValidateGroupName's form).
 func getNamed[T any](ctx context.Context, kv jetstream.KeyValue, what, name string) (T, uint64, error) {
-	var zero T
-	if fleet.ValidateGroupName(name) != nil {
-		return zero, 0, ErrNotFound
-	}
-	e, err := kv.Get(ctx, name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return zero, 0, ErrNotFound
-	}
-	if err != nil {
-		return zero, 0, fmt.Errorf("get %s %s: %w", what, name, err)
-	}
-	var v T
-	if err := json.Unmarshal(e.Value(), &v); err != nil {
-		return zero, 0, fmt.Errorf("decode %s %s: %w", what, name, err)
-	}
-	return v, e.Revision(), nil
+	return getKey[T](ctx, kv, what, name, fleet.ValidateGroupName)
 }
 
 // update applies fn to the value under name in kv (zero when there is

@@ -155,20 +155,26 @@ func (s *Store) deviceRecord(ctx context.Context, id string) (DeviceRecord, erro
 // get returns the value under device id in kv, decoded, and its
 // revision; ErrNotFound if there is none or id is no device id.
 func get[T any](ctx context.Context, kv jetstream.KeyValue, what, id string) (T, uint64, error) {
+	return getKey[T](ctx, kv, what, id, wire.ValidateID)
+}
+
+// getKey returns the value under key in kv, decoded, and its revision;
+// ErrNotFound if there is none or valid refuses the key.
+func getKey[T any](ctx context.Context, kv jetstream.KeyValue, what, key string, valid func(string) error) (T, uint64, error) {
 	var v T
-	if wire.ValidateID(id) != nil {
+	if valid(key) != nil {
 		return v, 0, ErrNotFound
 	}
-	e, err := kv.Get(ctx, id)
+	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return v, 0, ErrNotFound
 	}
 	if err != nil {
-		return v, 0, fmt.Errorf("get %s %s: %w", what, id, err)
+		return v, 0, fmt.Errorf("get %s %s: %w", what, key, err)
 	}
 	if err := json.Unmarshal(e.Value(), &v); err != nil {
 		var zero T
-		return zero, 0, fmt.Errorf("decode %s %s: %w", what, id, err)
+		return zero, 0, fmt.Errorf("decode %s %s: %w", what, key, err)
 	}
 	return v, e.Revision(), nil
 }
