@@ -35,18 +35,7 @@ func (h *hub) applyEnrollment(c store.Change[fleet.Enrollment]) error {
 // Enrollments returns every enrollment, sorted by id. The slice is
 // shared: the caller must not change it.
 func (h *hub) Enrollments(ctx context.Context) ([]fleet.Enrollment, error) {
-	h.ensure()
-	if !h.wait(ctx) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ens, err := h.store.Enrollments(ctx)
-		slices.SortFunc(ens, byEnrollID)
-		return ens, err
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.enrollments.sorted(), nil
+	return listOf(ctx, h, &h.enrollments, h.store.Enrollments)
 }
 
 func byEnrollID(a, b fleet.Enrollment) int { return strings.Compare(a.ID, b.ID) }

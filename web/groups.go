@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -37,18 +36,7 @@ func (h *hub) applyGroup(c store.Change[fleet.Group]) error {
 // Groups returns every group, sorted by name. The slice is shared: the
 // caller must not change it.
 func (h *hub) Groups(ctx context.Context) ([]fleet.Group, error) {
-	h.ensure()
-	if !h.wait(ctx) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		gs, err := h.store.Groups(ctx)
-		slices.SortFunc(gs, byGroupName)
-		return gs, err
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.groups.sorted(), nil
+	return listOf(ctx, h, &h.groups, h.store.Groups)
 }
 
 func byGroupName(a, b fleet.Group) int { return strings.Compare(a.Name, b.Name) }

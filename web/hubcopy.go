@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"slices"
 
 	"github.com/thinfleet/thinfleet/store"
@@ -62,4 +63,22 @@ func (c *copyOf[T]) sorted() []T {
 func (c *copyOf[T]) get(key string) (T, bool) {
 	v, ok := c.values[key]
 	return v, ok
+}
+
+// listOf returns c's values in order, from the hub's copy; until the
+// hub's watches are in place, from the store (load), sorted the same way.
+// The slice is shared: the caller must not change it.
+func listOf[T any](ctx context.Context, h *hub, c *copyOf[T], load func(context.Context) ([]T, error)) ([]T, error) {
+	h.ensure()
+	if !h.wait(ctx) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		vs, err := load(ctx)
+		slices.SortFunc(vs, c.order)
+		return vs, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return c.sorted(), nil
 }

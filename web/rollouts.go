@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -38,18 +37,7 @@ func (h *hub) applyRollout(c store.Change[fleet.Rollout]) error {
 // rollouts' members and samples are shared: the caller must not change
 // them.
 func (h *hub) Rollouts(ctx context.Context) ([]fleet.Rollout, error) {
-	h.ensure()
-	if !h.wait(ctx) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		rs, err := h.store.Rollouts(ctx)
-		slices.SortFunc(rs, newestRolloutFirst)
-		return rs, err
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.rollouts.sorted(), nil
+	return listOf(ctx, h, &h.rollouts, h.store.Rollouts)
 }
 
 func newestRolloutFirst(a, b fleet.Rollout) int {
