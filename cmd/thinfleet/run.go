@@ -20,7 +20,7 @@ into the updates folder and every out-of-date agent installs it.
 Usage:
   thinfleet server [flags]     run everything in one process (start here)
   thinfleet devices [list | approve ID... | revoke ID... | delete ID...]
-                               see and decide which agents may connect
+                               list devices (alive, version, labels, pin); decide which may connect
   thinfleet devices tag ID... k=v... [--remove KEY] | --selector k=v k=v...
                                set and remove tags on devices
   thinfleet pin DEVICE VERSION [--reason R] | --remove DEVICE | --group G VERSION
@@ -40,7 +40,7 @@ Each part of the server can also run alone against a NATS server, as
 docker compose does (see docker-compose.yml):
   thinfleet broker     the embedded NATS server with JetStream
   thinfleet catalog    watches the updates folder, keeps the release catalog
-  thinfleet decision   offers the target version to out-of-date devices
+  thinfleet decision   offers each device its planned version; moves the rollouts
   thinfleet presence   alive / notAlive from heartbeats and connections
   thinfleet inventory  device records: hardware and installed version
   thinfleet history    the append-only update history
